@@ -1,0 +1,1 @@
+"""Beam-alignment schemes: classical baselines and learned agents."""

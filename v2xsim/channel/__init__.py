@@ -1,0 +1,1 @@
+"""Array response, codebooks and channel backends."""

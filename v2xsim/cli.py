@@ -1,0 +1,62 @@
+"""Command line: parses arguments and calls the library. ``v2xsim --help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from v2xsim.errors import ConfigError, V2XSimError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        print(f"v2xsim: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="v2xsim", description="mmWave V2X beam-alignment co-simulator")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run a scenario file")
+    run.add_argument("scenario", help="TOML scenario file")
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--seed", type=int, help="override the scenario seed (and the seed sweep)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a scenario value, e.g. --set simulation.duration_s=1 (repeatable)")
+    run.add_argument("--workers", type=int, default=None, help="parallel processes (default: up to 2)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from v2xsim.config import load_scenario
+    from v2xsim.sim.runner import run_to_directory
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides += [f"seed={args.seed}", "sweep.seeds=[]"]
+    scenario = load_scenario(args.scenario, overrides)
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    run_to_directory(scenario, Path(args.out), scenario_path=args.scenario, workers=args.workers,
+                     quiet=args.quiet)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except (V2XSimError, ValueError) as error:
+        print(f"v2xsim: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("v2xsim: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

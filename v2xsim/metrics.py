@@ -1,0 +1,150 @@
+"""Rate and feedback maths as pure functions (seed 002, Section II).
+
+Shapes: ``K`` vehicles, ``Nt`` RSU antennas, ``W`` codebook beams.
+Powers are in watts, rates in bits/s/Hz.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from v2xsim import _validate as check
+
+
+def _as_channel_matrix(h: np.ndarray) -> np.ndarray:
+    h = np.asarray(h)
+    if h.ndim != 2:
+        raise ValueError(f"h must have shape (K, Nt), got {h.shape}")
+    return h
+
+
+def gain_matrix(h: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Received power matrix ``G[k, i] = |h_k^H t_i|^2`` [W], shape (K, K').
+
+    Args:
+        h: channels, (K, Nt) complex; row k is ``h_k``.
+        t: precoders including sqrt(power), (Nt, K') complex.
+    """
+    h = _as_channel_matrix(h)
+    t = np.asarray(t)
+    if t.ndim != 2 or t.shape[0] != h.shape[1]:
+        raise ValueError(f"t must have shape (Nt={h.shape[1]}, K), got {t.shape}")
+    return np.abs(h.conj() @ t) ** 2
+
+
+def rates_from_gains(gains: np.ndarray, noise_power: float) -> np.ndarray:
+    """Per-vehicle rates [bit/s/Hz] from a square gain matrix ``G[k, i]``.
+
+    ``R_k = log2(1 + G[k, k] / (sum_{i != k} G[k, i] + noise_power))``. Works on
+    stacked matrices (..., K, K).
+    """
+    check.positive("noise_power", noise_power)
+    gains = np.asarray(gains, dtype=float)
+    if gains.shape[-1] != gains.shape[-2]:
+        raise ValueError(f"gains must be square in its last two axes, got {gains.shape}")
+    signal = np.diagonal(gains, axis1=-2, axis2=-1)
+    interference = gains.sum(axis=-1) - signal
+    return np.log2(1.0 + signal / (interference + noise_power))
+
+
+def user_rates(h: np.ndarray, t: np.ndarray, noise_power: float) -> np.ndarray:
+    """Achievable rate of each vehicle [bit/s/Hz], shape (K,) (Eq. 2 of seed 002).
+
+    Args:
+        h: channels, (K, Nt) complex; row k is ``h_k``.
+        t: precoders including sqrt(power), (Nt, K) complex; column k serves vehicle k.
+        noise_power: receiver noise power ``sigma^2`` [W], > 0.
+    """
+    h = _as_channel_matrix(h)
+    t = np.asarray(t)
+    if t.ndim != 2 or t.shape != (h.shape[1], h.shape[0]):
+        raise ValueError(f"t must have shape (Nt={h.shape[1]}, K={h.shape[0]}), got {t.shape}")
+    check.positive("noise_power", noise_power)
+    if h.shape[0] == 0:
+        return np.zeros(0)
+    return rates_from_gains(gain_matrix(h, t), noise_power)
+
+
+def sum_rate(h: np.ndarray, t: np.ndarray, noise_power: float) -> float:
+    """Sum of :func:`user_rates` [bit/s/Hz]."""
+    return float(user_rates(h, t, noise_power).sum())
+
+
+def effective_rate(rate, t_coherence: float, t_delay: float):
+    """Rate left after alignment overhead: ``rate * max(0, 1 - t_delay / t_coherence)``.
+
+    Args:
+        rate: instantaneous (sum) rate [bit/s/Hz], scalar or array.
+        t_coherence: beam coherence time [s], > 0.
+        t_delay: alignment delay [s], >= 0.
+    """
+    check.positive("t_coherence", t_coherence)
+    check.non_negative("t_delay", t_delay)
+    factor = max(0.0, 1.0 - t_delay / t_coherence)
+    if np.ndim(rate):
+        return check.finite_array("rate", np.asarray(rate, dtype=float)) * factor
+    return check.finite("rate", rate) * factor
+
+
+def precoders(codebook: np.ndarray, beams: np.ndarray, powers: np.ndarray) -> np.ndarray:
+    """Precoder matrix ``T`` (Nt, K) from beam indices and powers.
+
+    Args:
+        codebook: (Nt, W) complex, unit-norm columns.
+        beams: (K,) int beam index per vehicle; -1 = not served.
+        powers: (K,) transmit power per vehicle [W]; ignored where ``beams == -1``.
+    """
+    beams = np.asarray(beams, dtype=int)
+    powers = np.asarray(powers, dtype=float)
+    if beams.shape != powers.shape or beams.ndim != 1:
+        raise ValueError(f"beams and powers must both have shape (K,), got {beams.shape} and {powers.shape}")
+    if np.any(powers < 0):
+        raise ValueError("powers must be >= 0")
+    if np.any(beams >= codebook.shape[1]) or np.any(beams < -1):
+        raise ValueError(f"beams must be in [-1, {codebook.shape[1] - 1}]")
+    served = beams >= 0
+    t = np.zeros((codebook.shape[0], beams.size), dtype=complex)
+    t[:, served] = codebook[:, beams[served]] * np.sqrt(powers[served])
+    return t
+
+
+def rss_vector(h: np.ndarray, codebook: np.ndarray, tx_power: float = 1.0) -> np.ndarray:
+    """Received signal strength of every codebook beam [W], shape (K, W).
+
+    ``r_k[i] = tx_power * |h_k^H c_i|^2``.
+    """
+    h = _as_channel_matrix(h)
+    check.non_negative("tx_power", tx_power)
+    return tx_power * np.abs(h.conj() @ codebook) ** 2
+
+
+def binary_feedback(rss: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """W-bit feedback ``v_k[i] = 1(r_k[i] > threshold)``, shape like ``rss``, dtype uint8."""
+    check.non_negative("threshold", threshold)
+    return (np.asarray(rss) > threshold).astype(np.uint8)
+
+
+def feedback_adjacency(feedback: np.ndarray) -> np.ndarray:
+    """Feedback-graph adjacency, (K, K) bool: edge i-j (i != j) when ``v_i . v_j >= 1``."""
+    v = np.asarray(feedback, dtype=np.int64)
+    if v.ndim != 2:
+        raise ValueError(f"feedback must have shape (K, W), got {v.shape}")
+    adjacency = (v @ v.T) >= 1
+    np.fill_diagonal(adjacency, False)
+    return adjacency
+
+
+def db_to_linear(value_db):
+    """Decibels to a linear power ratio."""
+    return 10.0 ** (np.asarray(value_db, dtype=float) / 10.0)
+
+
+def dbm_to_watt(value_dbm):
+    """dBm to watts."""
+    return 10.0 ** ((np.asarray(value_dbm, dtype=float) - 30.0) / 10.0)
+
+
+def watt_to_dbm(value_w):
+    """Watts to dBm (``-inf`` for 0 W)."""
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.asarray(value_w, dtype=float)) + 30.0

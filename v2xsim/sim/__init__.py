@@ -1,0 +1,1 @@
+"""The SimPy co-simulation: world, traffic, RSU alignment loops, accounting."""

@@ -1,0 +1,219 @@
+"""The RSU alignment loop of one scheme and the bookkeeping of delivered bits.
+
+One alignment cycle (a SimPy process, :meth:`SchemeRunner.run`):
+
+1. acquisition: exhaustive sweep (W beam slots), on-vehicle sensing, or nothing (genie);
+2. feedback: every vehicle sends its bits over the back channel, a SimPy resource that
+   serves one message at a time (airtime = bits / rate + MAC access overhead);
+3. RSU computation: configured, or the measured wall time of the scheme's call;
+4. data phase: the new beams serve the vehicles until the cycle's realignment time;
+   beams whose alignment took longer than the coherence period are already stale and
+   deliver nothing.
+
+Rates are piecewise constant between world changes and are integrated exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from v2xsim.agents.base import Allocation, Observation, Scheme
+from v2xsim.sim.world import Snapshot, World
+from v2xsim.timing import TimingModel
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealignmentPolicy:
+    """When the RSU realigns.
+
+    ``"coherence"``: after the shortest beam coherence time ``T_contact / W`` among the
+    vehicles at the alignment (speeds below ``min_speed_mps`` count as that speed);
+    ``"fixed"``: every ``period_s`` seconds.
+    """
+
+    kind: str = "coherence"
+    period_s: float | None = None
+    min_speed_mps: float = 1.0
+
+    def period(self, world: World, speeds: np.ndarray) -> float:
+        if self.kind == "fixed":
+            assert self.period_s is not None
+            return self.period_s
+        fastest = max(float(np.max(speeds, initial=0.0)), self.min_speed_mps)
+        return world.layout.coverage_length / (world.radio.num_beams * fastest)
+
+
+@dataclass
+class Cycle:
+    """Record of one alignment cycle (one row of the event log)."""
+
+    scheme: str
+    start_s: float
+    delay_s: float
+    period_s: float
+    vehicles: int
+    served: int
+    apply_sum_rate: float
+    bits: float = 0.0  # integral of the sum rate [bit/s/Hz x s]
+    data_time_s: float = 0.0
+
+    @property
+    def length_s(self) -> float:
+        return max(self.period_s, self.delay_s)
+
+
+class SchemeRunner:
+    """Runs one scheme's alignment loop against the shared world.
+
+    Args:
+        env: the simulation environment.
+        world: the shared road.
+        scheme: the scheme plug-in.
+        label: name in results.
+        timing: alignment step durations.
+        policy: realignment policy.
+        aging: re-evaluate the channel on every world change (else hold the rate of the
+            channel measured at the alignment: "frozen channel").
+        compute_s: configured RSU computation time [s], or None to use the measured wall
+            time of the scheme's call (not reproducible bit for bit).
+        rng: the scheme's random generator.
+    """
+
+    def __init__(self, *, env: simpy.Environment, world: World, scheme: Scheme, label: str,
+                 timing: TimingModel, policy: RealignmentPolicy, aging: bool,
+                 compute_s: float | None, rng: np.random.Generator) -> None:
+        self.env = env
+        self.world = world
+        self.scheme = scheme
+        self.label = label
+        self.timing = timing
+        self.policy = policy
+        self.aging = aging
+        self.compute_s = compute_s
+        self.rng = rng
+        self.backchannel = simpy.Resource(env, capacity=1)
+        self.cycles: list[Cycle] = []
+        self._cycle: Cycle | None = None
+        self._serving: tuple[np.ndarray, np.ndarray] | None = None  # ids (A,), precoders (Nt, A)
+        self._rate = 0.0
+        self._last = 0.0
+        self.process = env.process(self.run())
+
+    # ---------------------------------------------------------- accounting
+    def accrue(self) -> None:
+        """Add the bits delivered since the last call at the current rate."""
+        now = self.env.now
+        if self._serving is not None and self._cycle is not None:
+            self._cycle.bits += self._rate * (now - self._last)
+            self._cycle.data_time_s += now - self._last
+        self._last = now
+
+    def world_changed(self) -> None:
+        """Called by the world tick after vehicles moved: integrate, then re-rate."""
+        self.accrue()
+        if self._serving is not None and self.aging:
+            self._rate = self._current_rate(self.world.snapshot())
+
+    def _current_rate(self, snap: Snapshot) -> float:
+        """Sum rate of the served beams for the cars present in ``snap`` [bit/s/Hz]."""
+        ids, t = self._serving  # type: ignore[misc]
+        if t.shape[1] == 0 or len(snap.ids) == 0:
+            return 0.0
+        present = np.isin(ids, snap.ids)
+        if not present.any():
+            return 0.0
+        rows = snap.rows_of(ids[present])
+        gains = np.abs(snap.channels[rows].conj() @ t) ** 2  # (P, A): beams of departed cars still interfere
+        columns = np.flatnonzero(present)
+        signal = gains[np.arange(len(rows)), columns]
+        interference = gains.sum(axis=1) - signal
+        return float(np.log2(1.0 + signal / (interference + self.world.radio.noise_power)).sum())
+
+    # ------------------------------------------------------------- process
+    def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None) -> Observation:
+        radio = self.world.radio
+        return Observation(
+            codebook=radio.codebook, p_max=radio.p_max, noise_power=radio.noise_power,
+            feedback_threshold=radio.feedback_threshold,
+            channels=snap.channels[keep] if self.scheme.needs_csi else None,
+            rss=rss, rng=self.rng,
+        )
+
+    def _sweep(self, members: np.ndarray, rss: np.ndarray):
+        """Process: beam i is sent in slot i; each vehicle records its RSS [W] with the
+        channel of that moment, so motion during the sweep is part of the measurement."""
+        radio = self.world.radio
+        slot = self.timing.beam_slot_s
+        for beam in range(radio.num_beams):
+            snap = self.world.snapshot()
+            present = np.isin(members, snap.ids)
+            if present.any():
+                rows = snap.rows_of(members[present])
+                rss[present, beam] = radio.p_max * np.abs(snap.channels[rows].conj() @ radio.codebook[:, beam]) ** 2
+            if slot > 0:
+                yield self.env.timeout(slot)
+
+    def _send(self, bits: int):
+        with self.backchannel.request() as request:
+            yield request
+            yield self.env.timeout(self.timing.airtime(bits))
+
+    def run(self):
+        env, world, radio = self.env, self.world, self.world.radio
+        while True:
+            snap = world.snapshot()
+            if len(snap.ids) == 0:
+                # empty road: wait one nominal coherence period and look again
+                yield env.timeout(self.policy.period(world, snap.speeds))
+                continue
+            start = env.now
+            period = self.policy.period(world, snap.speeds)
+            members = snap.ids.copy()
+            rss = None
+            if self.scheme.acquisition == "sweep":
+                rss = np.zeros((len(members), radio.num_beams))
+                yield env.process(self._sweep(members, rss))
+            elif self.scheme.acquisition == "sensing":
+                yield env.timeout(self.timing.sensing_s)
+            measured = world.snapshot()
+            still_here = np.isin(members, measured.ids)
+            ids = members[still_here]
+            keep = measured.rows_of(ids)
+            if rss is not None:
+                rss = rss[still_here]
+            observation = self._observe(measured, keep, rss)
+            bits = self.scheme.feedback_bits(radio.num_beams, self.timing)
+            if bits > 0 and len(ids):
+                yield env.all_of([env.process(self._send(bits)) for _ in ids])
+            wall = time.perf_counter()
+            allocation = self.scheme.allocate(observation) if len(ids) else Allocation.empty()
+            wall = time.perf_counter() - wall
+            compute = wall if self.compute_s is None else self.compute_s
+            if compute > 0:
+                yield env.timeout(compute)
+            delay = env.now - start
+            precoders = allocation.precoders(radio.codebook)
+            serving = (ids, precoders)
+            # the rate the beams give on the channel they were chosen for
+            held = self._serving, self._rate
+            self._serving = serving
+            apply_rate = self._current_rate(measured)
+            self._serving, self._rate = held
+            cycle = Cycle(scheme=self.label, start_s=start, delay_s=delay, period_s=period,
+                          vehicles=len(members), served=int((allocation.beams >= 0).sum()),
+                          apply_sum_rate=apply_rate)
+            self.accrue()
+            self._cycle = cycle
+            if delay < period:
+                self._serving = serving
+                self._rate = self._current_rate(world.snapshot()) if self.aging else apply_rate
+                self._last = env.now
+                yield env.timeout(start + period - env.now)
+                self.accrue()
+            self._serving, self._rate = None, 0.0
+            self.cycles.append(cycle)
+            self._cycle = None
