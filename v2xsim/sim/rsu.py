@@ -56,6 +56,7 @@ class Cycle:
     delay_s: float
     period_s: float
     vehicles: int
+    reporting: int
     served: int
     apply_sum_rate: float
     bits: float = 0.0  # integral of the sum rate [bit/s/Hz x s]
@@ -167,8 +168,10 @@ class SchemeRunner:
         while True:
             snap = world.snapshot()
             if len(snap.ids) == 0:
-                # empty road: wait one nominal coherence period and look again
-                yield env.timeout(self.policy.period(world, snap.speeds))
+                # empty road: sleep until a vehicle enters
+                arrival = env.event()
+                world.arrival_events.append(arrival)
+                yield arrival
                 continue
             start = env.now
             period = self.policy.period(world, snap.speeds)
@@ -204,7 +207,7 @@ class SchemeRunner:
             apply_rate = self._current_rate(measured)
             self._serving, self._rate = held
             cycle = Cycle(scheme=self.label, start_s=start, delay_s=delay, period_s=period,
-                          vehicles=len(members), served=int((allocation.beams >= 0).sum()),
+                          vehicles=len(members), reporting=len(ids), served=int((allocation.beams >= 0).sum()),
                           apply_sum_rate=apply_rate)
             self.accrue()
             self._cycle = cycle

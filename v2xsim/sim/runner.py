@@ -93,7 +93,9 @@ def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | 
     shutil.rmtree(out_dir / ".checkpoints", ignore_errors=True)
     if not quiet:
         _print_table(result_rows(outputs))
-        print(f"wrote {out_dir}/results.csv, summary.json and plots", file=sys.stderr)
+        written = "results.csv, summary.json" + (", events.csv" if scenario.output.event_log else "") + (
+            " and plots" if scenario.output.plots else "")
+        print(f"wrote {written} to {out_dir}", file=sys.stderr)
     return summary
 
 

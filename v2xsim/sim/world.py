@@ -80,6 +80,7 @@ class World:
         self._snapshot: Snapshot | None = None
         self._next_id = 0
         self.departure_listeners: list[Callable[[int, str, int], None]] = []
+        self.arrival_events: list = []  # SimPy events to trigger at the next arrival
         mobility.reset(layout=layout, rng=rng)
 
     # ------------------------------------------------------------ population
@@ -92,6 +93,9 @@ class World:
                           length=DEFAULT_SIZES[kind][0])
         self.kind[vehicle_id] = kind
         self._changed()
+        waiting, self.arrival_events = self.arrival_events, []
+        for event in waiting:
+            event.succeed(vehicle_id)
         return vehicle_id
 
     def advance(self, dt: float) -> np.ndarray:

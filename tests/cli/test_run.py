@@ -1,0 +1,92 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADLINE = ROOT / "scenarios" / "speed_sweep.toml"
+FAST = ["--set", "simulation.duration_s=0.3", "--set", "sweep.speed_kmh=[30, 250]",
+        "--set", "traffic.num_vehicles=3", "--quiet"]
+
+
+def v2xsim(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "v2xsim", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, stdin=subprocess.DEVNULL, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def headline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = v2xsim("run", HEADLINE, "--out", out, *FAST)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_run_writes_the_contract_outputs(headline_run):
+    with (headline_run / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    required = {"scheme", "speed_kmh", "num_vehicles", "seed", "t_coherence_s", "t_delay_s", "sum_rate",
+                "effective_sum_rate"}
+    assert required <= set(rows[0])
+    assert {(r["scheme"], float(r["speed_kmh"])) for r in rows} == {
+        (s, v) for s in ("oracle", "zf_sweep", "wmmse_ce") for v in (30.0, 250.0)}
+    assert all("nan" not in value.lower() for row in rows for value in row.values())
+    summary = json.loads((headline_run / "summary.json").read_text())
+    assert set(summary["schemes"]) == {"oracle", "zf_sweep", "wmmse_ce"}
+    assert (headline_run / "effective_sum_rate_vs_speed.png").stat().st_size > 10_000
+    assert (headline_run / "rate_and_overhead_vs_speed.png").exists()
+    assert (headline_run / "events.csv").exists()
+    assert not (headline_run / ".checkpoints").exists()
+
+
+def test_same_scenario_and_seed_give_byte_identical_results(headline_run, tmp_path):
+    result = v2xsim("run", HEADLINE, "--out", tmp_path, *FAST, "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "results.csv").read_bytes() == (headline_run / "results.csv").read_bytes()
+    assert (tmp_path / "summary.json").read_bytes() == (headline_run / "summary.json").read_bytes()
+
+
+def test_another_seed_changes_the_results(headline_run, tmp_path):
+    result = v2xsim("run", HEADLINE, "--out", tmp_path, *FAST, "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "results.csv").read_bytes() != (headline_run / "results.csv").read_bytes()
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["--set", "traffic.colour=1"], "traffic.colour: unknown key"),
+    (["--set", "traffic.speed_kmh=-3"], "traffic.speed_kmh"),
+    (["--set", "traffic.num_vehicles=-1"], "traffic.num_vehicles"),
+    (["--set", "road.lanes=[]"], "road.lanes"),
+    (["--set", "road.coverage_angle_deg=180"], "road.coverage_angle_deg"),
+    (["--set", "radio.num_antennas=\"many\""], "radio.num_antennas"),
+    (["--set", "sweep.speed_kmh=[10, -20]"], "sweep.speed_kmh"),
+    (["--set", "schemes=[{name=\"zf\"}]"], "unknown scheme 'zf'; valid: oracle, wmmse_ce, zf_sweep"),
+])
+def test_invalid_scenarios_exit_2_with_one_line(tmp_path, overrides, key):
+    result = v2xsim("run", HEADLINE, "--out", tmp_path, *overrides, "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert key in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_scenario_file_exits_2(tmp_path):
+    result = v2xsim("run", tmp_path / "missing.toml", "--out", tmp_path)
+    assert result.returncode == 2 and "missing.toml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2():
+    result = v2xsim("run")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_custom_mobility_example_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_mobility.py"), str(tmp_path)],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "results.csv").exists()
+    assert len((ROOT / "examples" / "custom_mobility.py").read_text().splitlines()) < 40
