@@ -150,13 +150,18 @@ class SchemeRunner:
         radio = self.world.radio
         slot = self.timing.beam_slot_s
         for beam in range(radio.num_beams):
-            snap = self.world.snapshot()
-            present = np.isin(members, snap.ids)
-            if present.any():
-                rows = snap.rows_of(members[present])
-                rss[present, beam] = radio.p_max * np.abs(snap.channels[rows].conj() @ radio.codebook[:, beam]) ** 2
+            self._measure_beam(members, beam, rss)
             if slot > 0:
                 yield self.env.timeout(slot)
+
+    def _measure_beam(self, members: np.ndarray, beam: int, rss: np.ndarray) -> None:
+        """Fill ``rss[:, beam]`` for the members still on the road, channel of now."""
+        snap = self.world.snapshot()
+        present = np.isin(members, snap.ids)
+        if present.any():
+            h = snap.channels[snap.rows_of(members[present])]
+            radio = self.world.radio
+            rss[present, beam] = radio.p_max * np.abs(h.conj() @ radio.codebook[:, beam]) ** 2
 
     def _send(self, bits: int):
         with self.backchannel.request() as request:

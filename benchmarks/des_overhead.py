@@ -1,0 +1,114 @@
+"""Discrete-event overhead of the v2xsim engine, measured side by side with bare SimPy.
+
+1. A bare SimPy loop: one process yielding N timeouts.
+2. The v2xsim headline scenario point (K = 10, 60 km/h, three schemes): total events/s, and
+   events/s of the engine alone, i.e. with the wall time spent inside the physics (channel
+   snapshots, sweep measurements, rate evaluations, mobility steps and scheme solves,
+   timed around each call) taken out.
+3. Simulated seconds per wall second of the whole headline sweep (serial, one process).
+
+Run: ``python benchmarks/des_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import simpy
+
+from v2xsim.config import load_scenario
+from v2xsim.sim import engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bare_simpy(num_events: int) -> float:
+    """Events per second of a bare SimPy process doing ``num_events`` timeouts."""
+    env = simpy.Environment()
+
+    def loop():
+        for _ in range(num_events):
+            yield env.timeout(1e-3)
+
+    env.process(loop())
+    start = time.perf_counter()
+    env.run()
+    return num_events / (time.perf_counter() - start)
+
+
+class PhysicsTimer:
+    """Wraps a callable and adds its wall time to a shared total (outermost calls only, so
+    a physics call made inside another is not counted twice)."""
+
+    total = 0.0
+    depth = 0
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        if PhysicsTimer.depth:
+            return self.function(*args, **kwargs)
+        PhysicsTimer.depth += 1
+        start = time.perf_counter()
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            PhysicsTimer.total += time.perf_counter() - start
+            PhysicsTimer.depth -= 1
+
+
+def timed_point(scenario, speed_kmh: float, num_vehicles: int) -> tuple[int, float, float]:
+    """(events, wall s, physics s) of one point with every physics call timed: channel
+    snapshots, sweep measurements, rate evaluations, mobility steps and scheme solves."""
+    from v2xsim.mobility.base import MobilityModel
+    from v2xsim.registry import MOBILITY, SCHEME
+    from v2xsim.sim.rsu import SchemeRunner
+    from v2xsim.sim.world import World
+
+    targets = [(World, "snapshot"), (SchemeRunner, "_current_rate"), (SchemeRunner, "_measure_beam")]
+    targets += [(SCHEME.get(name), "allocate") for name in SCHEME.names()]
+    targets += [(MOBILITY.get(name), "step") for name in MOBILITY.names()]
+    originals = {target: getattr(*target) for target in targets if target[0] is not MobilityModel}
+
+    def make(function):
+        timer = PhysicsTimer(function)
+        return lambda self, *a, **k: timer(self, *a, **k)
+
+    for (cls, method), function in originals.items():
+        setattr(cls, method, make(function))
+    PhysicsTimer.total = 0.0
+    try:
+        start = time.perf_counter()
+        output = engine.run_point(scenario, speed_kmh=speed_kmh, num_vehicles=num_vehicles, seed=0)
+        wall = time.perf_counter() - start
+    finally:
+        for (cls, method), function in originals.items():
+            setattr(cls, method, function)
+    return output.events, wall, PhysicsTimer.total
+
+
+def main() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "speed_sweep.toml")
+    engine.run_point(scenario, speed_kmh=60, num_vehicles=10, seed=0)  # warm-up (imports, caches)
+    events, wall, physics = timed_point(scenario, 60, 10)
+    bare = bare_simpy(events)
+    total_rate = events / wall
+    engine_rate = events / max(wall - physics, 1e-9)
+    print(f"events in one headline point (60 km/h, K=10, {scenario.simulation.duration_s:g} s): {events}")
+    print(f"bare SimPy loop:                {bare:12,.0f} events/s")
+    print(f"v2xsim, everything:             {total_rate:12,.0f} events/s   ratio {total_rate / bare:.3f}")
+    print(f"v2xsim, engine without physics: {engine_rate:12,.0f} events/s   ratio {engine_rate / bare:.3f}"
+          f"   (physics = {100 * physics / wall:.0f} % of wall time)")
+    start = time.perf_counter()
+    simulated = 0.0
+    for speed, count, seed in scenario.points():
+        simulated += engine.run_point(scenario, speed_kmh=speed, num_vehicles=count, seed=seed).simulated_s
+    wall = time.perf_counter() - start
+    print(f"headline sweep, one process: {simulated:.1f} simulated s in {wall:.1f} wall s "
+          f"= {simulated / wall:.2f} simulated s per wall s")
+
+
+if __name__ == "__main__":
+    main()
