@@ -21,7 +21,7 @@ run: setup
 
 # pytest exit code 5 means "no tests collected": not a failure for CI
 test: setup
-	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q --durations=10; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 bench: setup
 	$(BIN)/python benchmarks/wmmse_solve_time.py

@@ -19,6 +19,15 @@ def _series(rows: Sequence[dict[str, Any]], x: str, y: str) -> dict[tuple[str, i
     return out
 
 
+_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--"), ("X", ":")]
+
+
+def _style(index: int) -> dict[str, str]:
+    """Marker and line style per series, so overlapping curves stay visible."""
+    marker, line = _STYLES[index % len(_STYLES)]
+    return {"marker": marker, "linestyle": line}
+
+
 def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "") -> list[Path]:
     """effective_sum_rate_vs_speed.png and rate_and_overhead_vs_speed.png."""
     import matplotlib
@@ -30,8 +39,8 @@ def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "
     label = (lambda s, k: s) if len(counts) == 1 else (lambda s, k: f"{s}, K={k}")
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for (scheme, k), (xs, ys) in sorted(_series(rows, "speed_kmh", "effective_sum_rate").items()):
-        ax.plot(xs, ys, marker="o", label=label(scheme, k))
+    for index, ((scheme, k), (xs, ys)) in enumerate(sorted(_series(rows, "speed_kmh", "effective_sum_rate").items())):
+        ax.plot(xs, ys, label=label(scheme, k), **_style(index))
     ax.set_xlabel("speed [km/h]")
     ax.set_ylabel("effective sum rate [bit/s/Hz]")
     ax.set_title(title or "Effective sum rate vs speed")
@@ -43,10 +52,10 @@ def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "
     plt.close(fig)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for (scheme, k), (xs, ys) in sorted(_series(rows, "speed_kmh", "sum_rate").items()):
-        left.plot(xs, ys, marker="o", label=label(scheme, k))
-    for (scheme, k), (xs, ys) in sorted(_series(rows, "speed_kmh", "overhead_share").items()):
-        right.plot(xs, [100 * y for y in ys], marker="o", label=label(scheme, k))
+    for index, ((scheme, k), (xs, ys)) in enumerate(sorted(_series(rows, "speed_kmh", "sum_rate").items())):
+        left.plot(xs, ys, label=label(scheme, k), **_style(index))
+    for index, ((scheme, k), (xs, ys)) in enumerate(sorted(_series(rows, "speed_kmh", "overhead_share").items())):
+        right.plot(xs, [100 * y for y in ys], label=label(scheme, k), **_style(index))
     left.set_xlabel("speed [km/h]")
     left.set_ylabel("sum rate while serving [bit/s/Hz]")
     right.set_xlabel("speed [km/h]")

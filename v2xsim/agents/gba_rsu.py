@@ -1,0 +1,170 @@
+"""GBA-RSU: the permutation-equivariant graph network that turns W-bit feedback into beams
+and powers (seed 002, Section III-B).
+
+Graph: one vertex per vehicle with feature ``v_k`` (W bits); an edge k-i (i != k) when
+the two vehicles share a candidate beam (``v_k . v_i >= 1``), edge feature ``v_k (+) v_i``.
+Layers: shared edge MLP, mean over neighbours, shared self-vertex MLP, concatenation,
+shared cross-vertex MLP, projection to W, then the beam projection (non-negativity, hard
+argmax mask with a straight-through softmax gradient, power from the masked vector,
+pruning below 0.05 % power share, renormalisation to ``P_max``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: vehicles whose power share is below this are pruned (seed 002: 0.05 %)
+PRUNE_SHARE = 5e-4
+
+
+def mlp(sizes: list[int], *, final_activation: bool = True) -> nn.Sequential:
+    """Linear layers with ReLU between them (and after the last if ``final_activation``)."""
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if final_activation or index < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class BeamProjection(nn.Module):
+    """Maps raw per-vehicle scores z (B, K, W) to a feasible allocation (B, K, W).
+
+    Args:
+        temperature: softmax temperature ``tau`` of the straight-through soft mask.
+        non_negative: apply ``|z|`` (ablation switch).
+        renormalise: prune below :data:`PRUNE_SHARE` and scale to ``p_max`` (ablation switch;
+            without it the squared norms are whatever the network produced).
+    """
+
+    def __init__(self, *, temperature: float = 0.1, non_negative: bool = True, renormalise: bool = True) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+        self.non_negative = non_negative
+        self.renormalise = renormalise
+
+    def forward(self, z: torch.Tensor, p_max: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.non_negative:
+            z = torch.sqrt(z * z + 1e-12)  # |z| with a finite gradient at 0
+        hard = torch.nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
+        soft = torch.softmax(z / self.temperature, dim=-1)
+        mixed = (hard - soft).detach() + soft  # forward: hard; backward: soft
+        selected = z * hard * mixed  # z_hard (.) m_mix
+        if mask is not None:
+            selected = selected * mask.unsqueeze(-1).to(selected.dtype)
+        if not self.renormalise:
+            return selected
+        power = (selected * selected).sum(dim=-1)  # (B, K) initial powers
+        total = power.sum(dim=-1, keepdim=True)
+        share = power / total.clamp_min(1e-30)
+        keep = (share >= PRUNE_SHARE).to(selected.dtype).detach()
+        selected = selected * keep.unsqueeze(-1)
+        total = (selected * selected).sum(dim=(-1, -2), keepdim=True)
+        scale = torch.where(total > 0, torch.sqrt(p_max / total.clamp_min(1e-30)), torch.zeros_like(total))
+        return selected * scale
+
+
+class GBARSU(nn.Module):
+    """The GBA-RSU graph network.
+
+    Args:
+        num_beams: codebook size W.
+        hidden: hidden size ``d_g`` (384 in seed 002).
+        temperature: soft-mask temperature.
+        non_negative, renormalise: beam-projection switches (Table III ablations).
+        edge_chunk: vehicles per chunk in the edge computation; bounds memory at large K
+            to about ``B * edge_chunk * K * hidden`` floats.
+        dedup_threshold: above this many vehicles, edges are computed per pair of distinct
+            feedback vectors (see :meth:`aggregate_edges`).
+    """
+
+    def __init__(self, *, num_beams: int = 34, hidden: int = 128, temperature: float = 0.1,
+                 non_negative: bool = True, renormalise: bool = True, edge_chunk: int = 128,
+                 dedup_threshold: int = 64) -> None:
+        super().__init__()
+        if num_beams < 1 or hidden < 1:
+            raise ValueError(f"num_beams and hidden must be >= 1, got {num_beams}, {hidden}")
+        self.num_beams = num_beams
+        self.hidden = hidden
+        self.edge_chunk = edge_chunk
+        self.dedup_threshold = dedup_threshold
+        # edge MLP on v_k (+) v_i; its first layer is split so the (K x K) edge tensor is
+        # built from per-vertex terms: W [v_k; v_i] + b = W_self v_k + W_other v_i + b
+        self.edge_in_self = nn.Linear(num_beams, hidden)
+        self.edge_in_other = nn.Linear(num_beams, hidden, bias=False)
+        self.edge_rest = mlp([hidden, hidden])
+        self.self_vertex = mlp([num_beams, hidden, hidden])
+        self.cross_vertex = mlp([2 * hidden, hidden, hidden])
+        self.project = nn.Linear(hidden, num_beams)
+        self.projection = BeamProjection(temperature=temperature, non_negative=non_negative, renormalise=renormalise)
+
+    @staticmethod
+    def adjacency(v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, K) bool: vehicles sharing a candidate beam, no self loops, no padding."""
+        shared = (v @ v.transpose(1, 2)) >= 1
+        eye = torch.eye(v.shape[1], dtype=torch.bool, device=v.device)
+        shared = shared & ~eye
+        if mask is not None:
+            shared = shared & mask.unsqueeze(1) & mask.unsqueeze(2)
+        return shared
+
+    def _edge_sums(self, v_rows: torch.Tensor, v_cols: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_i weights[b, k, i] * edge_mlp(v_rows[b, k] (+) v_cols[b, i])``, (B, R, H),
+        computed ``edge_chunk`` rows at a time."""
+        own = self.edge_in_self(v_rows)  # (B, R, H)
+        other = self.edge_in_other(v_cols)  # (B, C, H)
+        out = own.new_zeros(own.shape)
+        for start in range(0, own.shape[1], self.edge_chunk):
+            stop = min(start + self.edge_chunk, own.shape[1])
+            edges = self.edge_rest(torch.relu(own[:, start:stop, None, :] + other[:, None, :, :]))  # (B, c, C, H)
+            out[:, start:stop] = (edges * weights[:, start:stop, :, None]).sum(dim=2)
+        return out
+
+    def aggregate_edges(self, v: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        """Mean of the edge MLP over each vertex's neighbours, (B, K, hidden); 0 if none.
+
+        For large graphs the edge MLP runs once per pair of *distinct* feedback vectors
+        (vehicles with equal feedback send equal messages), weighted by how many
+        neighbours carry each vector: exact, and much cheaper for feedback from a real
+        codebook, where K vehicles share far fewer than K distinct W-bit patterns.
+        """
+        weights = adjacency.to(v.dtype)
+        degree = weights.sum(dim=-1, keepdim=True)
+        if v.shape[1] <= self.dedup_threshold:
+            return self._edge_sums(v, v, weights) / degree.clamp_min(1.0)
+        outputs = []
+        for graph, graph_adjacency in zip(v, adjacency):
+            patterns, inverse, counts = torch.unique(graph, dim=0, return_inverse=True, return_counts=True)
+            # neighbours of a vehicle with pattern u carrying pattern u': all vehicles with u'
+            # if the patterns share a beam, minus the vehicle itself when u' = u
+            shares = (patterns @ patterns.T) >= 1
+            multiplicity = counts.to(v.dtype)[None, :] - torch.eye(len(patterns), dtype=v.dtype)
+            pattern_weights = shares.to(v.dtype) * multiplicity
+            sums = self._edge_sums(patterns[None], patterns[None], pattern_weights[None])[0]
+            outputs.append(sums[inverse])
+        return torch.stack(outputs) / degree.clamp_min(1.0)
+
+    def scores(self, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw projection output z (B, K, W) before the beam projection."""
+        if mask is not None:
+            v = v * mask.unsqueeze(-1).to(v.dtype)
+        adjacency = self.adjacency(v, mask)
+        edge_mean = self.aggregate_edges(v, adjacency)
+        vertex = self.cross_vertex(torch.cat([self.self_vertex(v), edge_mean], dim=-1))
+        return self.project(vertex)
+
+    def forward(self, v: torch.Tensor, p_max: float = 1.0, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Allocation (B, K, W) from feedback ``v`` (B, K, W) of 0/1.
+
+        Args:
+            v: binary feedback per vehicle.
+            p_max: power budget [W]; squared norms of the output sum to it (0 if nobody
+                is served).
+            mask: (B, K) bool, False for padded vehicles (they get all-zero rows).
+        """
+        if v.dim() != 3 or v.shape[-1] != self.num_beams:
+            raise ValueError(f"v must have shape (B, K, {self.num_beams}), got {tuple(v.shape)}")
+        return self.projection(self.scores(v, mask), p_max, mask)
