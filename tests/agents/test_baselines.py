@@ -24,7 +24,7 @@ def test_registered_by_name_and_unknown_names_list_the_valid_ones():
     assert isinstance(SCHEME.create("oracle"), Oracle)
     assert isinstance(SCHEME.create("zf_sweep"), ZFSweep)
     assert isinstance(SCHEME.create("wmmse_ce"), WMMSEChannelEstimation)
-    with pytest.raises(ConfigError, match="oracle, wmmse_ce, zf_sweep"):
+    with pytest.raises(ConfigError, match="gba, oracle, wmmse_ce, zf_sweep"):
         SCHEME.get("zf")
 
 

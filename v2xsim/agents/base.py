@@ -97,6 +97,10 @@ class Scheme(ABC):
     acquisition: ClassVar[Acquisition] = "sweep"
     needs_csi: ClassVar[bool] = False
 
+    def prepare(self, scenario: Any) -> None:
+        """Called once per run before the first alignment with the validated scenario
+        (learned schemes load or train their models for its road and radio here)."""
+
     @abstractmethod
     def feedback_bits(self, num_beams: int, timing: TimingModel) -> int:
         """Bits each vehicle sends back per alignment."""

@@ -75,27 +75,31 @@ class GBARSU(nn.Module):
         hidden: hidden size ``d_g`` (384 in seed 002).
         temperature: soft-mask temperature.
         non_negative, renormalise: beam-projection switches (Table III ablations).
-        edge_chunk: vehicles per chunk in the edge computation; bounds memory at large K
-            to about ``B * edge_chunk * K * hidden`` floats.
+        edge_chunk: vehicles per chunk in the edge computation (memory about
+            ``B * edge_chunk * K * hidden`` floats); None picks chunks of about
+            ``chunk_elements`` floats, small enough to stay in the CPU cache.
         dedup_threshold: above this many vehicles, edges are computed per pair of distinct
             feedback vectors (see :meth:`aggregate_edges`).
     """
 
     def __init__(self, *, num_beams: int = 34, hidden: int = 128, temperature: float = 0.1,
-                 non_negative: bool = True, renormalise: bool = True, edge_chunk: int = 128,
-                 dedup_threshold: int = 64) -> None:
+                 non_negative: bool = True, renormalise: bool = True, edge_chunk: int | None = None,
+                 dedup_threshold: int = 64, chunk_elements: int = 2**18) -> None:
         super().__init__()
         if num_beams < 1 or hidden < 1:
             raise ValueError(f"num_beams and hidden must be >= 1, got {num_beams}, {hidden}")
         self.num_beams = num_beams
         self.hidden = hidden
         self.edge_chunk = edge_chunk
+        self.chunk_elements = chunk_elements
         self.dedup_threshold = dedup_threshold
-        # edge MLP on v_k (+) v_i; its first layer is split so the (K x K) edge tensor is
-        # built from per-vertex terms: W [v_k; v_i] + b = W_self v_k + W_other v_i + b
+        # Edge MLP on v_k (+) v_i: Linear -> ReLU -> Linear. Its first layer is split so the
+        # (K x K) edge tensor is built from per-vertex terms, W [v_k; v_i] + b =
+        # W_self v_k + W_other v_i + b; its output layer is linear, so it commutes with the
+        # neighbour mean and is applied once per vertex after aggregation (exact).
         self.edge_in_self = nn.Linear(num_beams, hidden)
         self.edge_in_other = nn.Linear(num_beams, hidden, bias=False)
-        self.edge_rest = mlp([hidden, hidden])
+        self.edge_out = nn.Linear(hidden, hidden)
         self.self_vertex = mlp([num_beams, hidden, hidden])
         self.cross_vertex = mlp([2 * hidden, hidden, hidden])
         self.project = nn.Linear(hidden, num_beams)
@@ -112,15 +116,16 @@ class GBARSU(nn.Module):
         return shared
 
     def _edge_sums(self, v_rows: torch.Tensor, v_cols: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``sum_i weights[b, k, i] * edge_mlp(v_rows[b, k] (+) v_cols[b, i])``, (B, R, H),
-        computed ``edge_chunk`` rows at a time."""
+        """``sum_i weights[b, k, i] * relu(first_layer(v_rows[b, k] (+) v_cols[b, i]))``,
+        (B, R, H), computed ``edge_chunk`` rows at a time."""
         own = self.edge_in_self(v_rows)  # (B, R, H)
         other = self.edge_in_other(v_cols)  # (B, C, H)
         out = own.new_zeros(own.shape)
-        for start in range(0, own.shape[1], self.edge_chunk):
-            stop = min(start + self.edge_chunk, own.shape[1])
-            edges = self.edge_rest(torch.relu(own[:, start:stop, None, :] + other[:, None, :, :]))  # (B, c, C, H)
-            out[:, start:stop] = (edges * weights[:, start:stop, :, None]).sum(dim=2)
+        chunk = self.edge_chunk or max(1, self.chunk_elements // (own.shape[0] * other.shape[1] * own.shape[2]))
+        for start in range(0, own.shape[1], chunk):
+            stop = min(start + chunk, own.shape[1])
+            hidden = torch.relu(own[:, start:stop, None, :] + other[:, None, :, :])  # (B, c, C, H)
+            out[:, start:stop] = (hidden * weights[:, start:stop, :, None]).sum(dim=2)
         return out
 
     def aggregate_edges(self, v: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
@@ -134,18 +139,20 @@ class GBARSU(nn.Module):
         weights = adjacency.to(v.dtype)
         degree = weights.sum(dim=-1, keepdim=True)
         if v.shape[1] <= self.dedup_threshold:
-            return self._edge_sums(v, v, weights) / degree.clamp_min(1.0)
-        outputs = []
-        for graph, graph_adjacency in zip(v, adjacency):
-            patterns, inverse, counts = torch.unique(graph, dim=0, return_inverse=True, return_counts=True)
-            # neighbours of a vehicle with pattern u carrying pattern u': all vehicles with u'
-            # if the patterns share a beam, minus the vehicle itself when u' = u
-            shares = (patterns @ patterns.T) >= 1
-            multiplicity = counts.to(v.dtype)[None, :] - torch.eye(len(patterns), dtype=v.dtype)
-            pattern_weights = shares.to(v.dtype) * multiplicity
-            sums = self._edge_sums(patterns[None], patterns[None], pattern_weights[None])[0]
-            outputs.append(sums[inverse])
-        return torch.stack(outputs) / degree.clamp_min(1.0)
+            sums = self._edge_sums(v, v, weights)
+        else:
+            outputs = []
+            for graph in v:
+                patterns, inverse, counts = torch.unique(graph, dim=0, return_inverse=True, return_counts=True)
+                # neighbours of a vehicle with pattern u carrying pattern u': every vehicle
+                # with u' if the patterns share a beam, minus the vehicle itself when u' = u
+                shares = (patterns @ patterns.T) >= 1
+                multiplicity = counts.to(v.dtype)[None, :] - torch.eye(len(patterns), dtype=v.dtype)
+                pattern_weights = shares.to(v.dtype) * multiplicity
+                outputs.append(self._edge_sums(patterns[None], patterns[None], pattern_weights[None])[0][inverse])
+            sums = torch.stack(outputs)
+        has_neighbours = (degree > 0).to(v.dtype)
+        return self.edge_out(sums / degree.clamp_min(1.0)) * has_neighbours
 
     def scores(self, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Raw projection output z (B, K, W) before the beam projection."""

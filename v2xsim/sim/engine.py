@@ -175,6 +175,7 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
     scheme_seeds = streams[STREAM_SCHEMES].integers(2**31, size=len(scenario.schemes))
     for spec, scheme_seed in zip(scenario.schemes, scheme_seeds):
         scheme = SCHEME.create(spec.name, **spec.options)
+        scheme.prepare(scenario)
         compute_s = None if scenario.timing.compute == "measured" else scenario.timing.compute_ms.get(
             spec.display, 0.0) * 1e-3
         runners.append(SchemeRunner(env=env, world=world, scheme=scheme, label=spec.display, timing=timing,

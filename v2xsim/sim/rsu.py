@@ -22,6 +22,7 @@ import numpy as np
 import simpy
 
 from v2xsim.agents.base import Allocation, Observation, Scheme
+from v2xsim.metrics import binary_feedback, rss_vector
 from v2xsim.sim.world import Snapshot, World
 from v2xsim.timing import TimingModel
 
@@ -137,11 +138,16 @@ class SchemeRunner:
     # ------------------------------------------------------------- process
     def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None) -> Observation:
         radio = self.world.radio
+        feedback = None
+        if self.scheme.acquisition == "sensing":
+            # the vehicles' own prediction: (for now) the true W-bit feedback of this moment
+            true_rss = rss_vector(snap.channels[keep], radio.codebook, radio.p_max)
+            feedback = binary_feedback(true_rss, radio.feedback_threshold)
         return Observation(
             codebook=radio.codebook, p_max=radio.p_max, noise_power=radio.noise_power,
             feedback_threshold=radio.feedback_threshold,
             channels=snap.channels[keep] if self.scheme.needs_csi else None,
-            rss=rss, rng=self.rng,
+            rss=rss, feedback=feedback, rng=self.rng,
         )
 
     def _sweep(self, members: np.ndarray, rss: np.ndarray):

@@ -33,6 +33,11 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
     """Every point of the sweep, in sweep order. Finished points are pickled to
     ``checkpoint_dir`` and reused by a rerun of the same scenario (resume)."""
     points = scenario.points()
+    # learned schemes train (or load) their models here, once, before any worker starts
+    from v2xsim.registry import SCHEME
+
+    for spec in scenario.schemes:
+        SCHEME.create(spec.name, **spec.options).prepare(scenario)
     outputs: dict[int, RunOutput] = {}
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
