@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a scenario value, e.g. --set simulation.duration_s=1 (repeatable)")
     run.add_argument("--workers", type=int, default=None, help="parallel processes (default: up to 2)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    study = sub.add_parser("study", help="run an offline study file (e.g. the RSU ablations)")
+    study.add_argument("study", help="TOML study file")
+    study.add_argument("--out", required=True, help="output directory")
+    study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a study value (repeatable)")
+    study.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -44,11 +50,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from v2xsim.studies.rsu_ablation import load_study, run_study
+
+    run_study(load_study(args.study, args.overrides), Path(args.out), quiet=args.quiet)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "study":
+            return _study(args)
     except (V2XSimError, ValueError) as error:
         print(f"v2xsim: error: {error}", file=sys.stderr)
         return 2

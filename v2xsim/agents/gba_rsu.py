@@ -52,7 +52,10 @@ class BeamProjection(nn.Module):
         hard = torch.nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
         soft = torch.softmax(z / self.temperature, dim=-1)
         mixed = (hard - soft).detach() + soft  # forward: hard; backward: soft
-        selected = z * hard * mixed  # z_hard (.) m_mix
+        # z_hard (.) m_mix, with the selected amplitude spread over the mixed mask so the
+        # soft mask's gradient reaches the scores of the beams not chosen (forward: the same)
+        amplitude = (z * hard).sum(dim=-1, keepdim=True)
+        selected = amplitude * mixed
         if mask is not None:
             selected = selected * mask.unsqueeze(-1).to(selected.dtype)
         if not self.renormalise:

@@ -23,14 +23,16 @@ class MLPRSU(nn.Module):
         self.head = nn.Linear(2 * hidden, num_vehicles * num_beams)
         self.projection = BeamProjection(temperature=temperature)
 
-    def forward(self, v: torch.Tensor, p_max: float = 1.0, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, num, width = v.shape
         if num != self.num_vehicles or width != self.num_beams:
             raise ValueError(f"this MLP takes (B, {self.num_vehicles}, {self.num_beams}), got {tuple(v.shape)}")
         if mask is not None:
             v = v * mask.unsqueeze(-1).to(v.dtype)
-        z = self.head(self.body(v.reshape(batch, -1))).reshape(batch, num, width)
-        return self.projection(z, p_max, mask)
+        return self.head(self.body(v.reshape(batch, -1))).reshape(batch, num, width)
+
+    def forward(self, v: torch.Tensor, p_max: float = 1.0, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.projection(self.scores(v, mask), p_max, mask)
 
 
 class TransformerRSU(nn.Module):
@@ -53,10 +55,12 @@ class TransformerRSU(nn.Module):
         encoding[:, 1::2] = torch.cos(position * frequency)[:, : hidden // 2]
         self.register_buffer("encoding", encoding, persistent=False)
 
-    def forward(self, v: torch.Tensor, p_max: float = 1.0, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None:
             v = v * mask.unsqueeze(-1).to(v.dtype)
         tokens = self.embed(v) + self.encoding[: v.shape[1]]
         padding = None if mask is None else ~mask
-        z = self.head(self.encoder(tokens, src_key_padding_mask=padding))
-        return self.projection(z, p_max, mask)
+        return self.head(self.encoder(tokens, src_key_padding_mask=padding))
+
+    def forward(self, v: torch.Tensor, p_max: float = 1.0, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.projection(self.scores(v, mask), p_max, mask)

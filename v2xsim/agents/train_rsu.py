@@ -30,7 +30,7 @@ from v2xsim.config import BlockersConfig, RadioConfig, RoadConfig, Scenario
 from v2xsim.metrics import binary_feedback, rss_vector
 
 ARCHITECTURES = ("gnn", "mlp", "transformer")
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 def cache_dir() -> Path:
@@ -68,7 +68,11 @@ class RSUTrainingConfig:
             or "transformer".
         hidden: hidden size (seed 002 uses 384).
         steps: stage-1 optimiser steps. stage3_steps: stage-3 steps (0 = none).
-        batch_size: graphs per step. lr: AdamW learning rate (1e-3 in seed 002).
+        batch_size: graphs per step. lr: peak AdamW learning rate of a one-cycle schedule
+            (seed 002: constant 1e-3 for 30000 epochs; the schedule converges in fewer steps).
+        beam_ce: weight of an auxiliary cross-entropy pulling each vehicle's beam scores
+            towards its strongest true beam (known at training time); 0 = the paper's loss
+            alone. beam_ce_temperature: softmax temperature of that term.
         random_dropping: drop each vehicle with ``p_drop`` per sample (stage 1 and 3).
         non_negative, renormalise: beam-projection switches (Table III).
         prediction_error: bit-flip probability of the stand-in "predicted" feedback (stage 3).
@@ -80,9 +84,11 @@ class RSUTrainingConfig:
     temperature: float = 0.1
     non_negative: bool = True
     renormalise: bool = True
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
+    beam_ce: float = 0.3
+    beam_ce_temperature: float = 0.1
     random_dropping: bool = True
     p_drop: float = 0.25
     stage3_steps: int = 0
@@ -226,7 +232,7 @@ def _as_tensors(drops: DropSet, rows: np.ndarray) -> tuple[torch.Tensor, torch.T
             torch.from_numpy(drops.mask[rows]))
 
 
-def _train_steps(model, optimizer, drops: DropSet, config: RSUTrainingConfig, *, start: int, stop: int,
+def _train_steps(model, optimizer, scheduler, drops: DropSet, config: RSUTrainingConfig, *, start: int, stop: int,
                  generator: torch.Generator, stage: int, save, progress) -> None:
     num = len(drops.mask)
     for step in range(start, stop):
@@ -241,19 +247,33 @@ def _train_steps(model, optimizer, drops: DropSet, config: RSUTrainingConfig, *,
             feedback = feedback * mask[..., None]
         if config.random_dropping and config.p_drop > 0:
             mask = mask & (torch.rand(mask.shape, generator=generator) >= config.p_drop)
-        allocation = model(feedback, drops.p_max, mask=mask)
+        scores = model.scores(feedback, mask)
+        allocation = model.projection(scores, drops.p_max, mask)
         loss = -torch_sum_rate(allocation, beam_space, 1.0, mask).mean()
+        if config.beam_ce > 0:
+            heard = mask & (feedback.sum(dim=-1) > 0)
+            if heard.any():
+                logits = torch.sqrt(scores * scores + 1e-12) / config.beam_ce_temperature
+                strongest = (beam_space.abs() ** 2).argmax(dim=-1)
+                loss = loss + config.beam_ce * torch.nn.functional.cross_entropy(logits[heard], strongest[heard])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         progress(step + 1, -float(loss.detach()))
         if (step + 1) % 250 == 0 or step + 1 == stop:
             save(step + 1)
 
 
 def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet: bool = False,
-              drops: DropSet | None = None) -> torch.nn.Module:
-    """Train (or load from the cache) the RSU network of ``config``; returns it in eval mode."""
+              drops: DropSet | None = None, stop_after: int | None = None) -> torch.nn.Module:
+    """Train (or load from the cache) the RSU network of ``config``; returns it in eval mode.
+
+    ``stop_after`` ends this session after that many total steps, leaving a partial
+    checkpoint that the next call resumes from (the result is then bit-identical to an
+    uninterrupted run).
+    """
     directory = directory or cache_dir()
     final = directory / f"rsu-{config.key()}.pt"
     partial = directory / f"rsu-{config.key()}.partial.pt"
@@ -267,12 +287,16 @@ def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet
     torch.manual_seed(config.seed)  # parameter initialisation
     model = build_model(config, num_beams)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
+                                                    pct_start=0.05, anneal_strategy="cos", div_factor=10,
+                                                    final_div_factor=100)
     generator = torch.Generator().manual_seed(config.seed)
     step = 0
     if partial.exists():
         state = torch.load(partial, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         step = state["step"]
     total = config.steps + config.stage3_steps
@@ -281,7 +305,7 @@ def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet
     def save(done: int) -> None:
         tmp = partial.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(), "step": done}, tmp)
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "step": done}, tmp)
         tmp.replace(partial)
 
     started = time.perf_counter()
@@ -295,15 +319,20 @@ def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet
                   f"bit/s/Hz, {now - started:.0f} s", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     model.train()
+    if stop_after is not None and stop_after < total:
+        if step < min(stop_after, config.steps):
+            _train_steps(model, optimizer, scheduler, drops, config, start=step, stop=min(stop_after, config.steps),
+                         generator=generator, stage=1, save=save, progress=progress)
+            save(min(stop_after, config.steps))
+        return model.eval()
     if step < config.steps:
-        _train_steps(model, optimizer, drops, config, start=step, stop=config.steps, generator=generator, stage=1,
-                     save=save, progress=progress)
+        _train_steps(model, optimizer, scheduler, drops, config, start=step, stop=config.steps,
+                     generator=generator, stage=1, save=save, progress=progress)
         step = config.steps
     if config.stage3_steps and step < total:
-        if step == config.steps:
-            for group in optimizer.param_groups:
-                group["lr"] = config.stage3_lr
-        _train_steps(model, optimizer, drops, config, start=step, stop=total, generator=generator, stage=3,
+        for group in optimizer.param_groups:
+            group["lr"] = config.stage3_lr  # stage 3: constant rate, as in seed 002
+        _train_steps(model, optimizer, None, drops, config, start=step, stop=total, generator=generator, stage=3,
                      save=save, progress=progress)
     torch.save({"model": model.state_dict(), "config": asdict(config), "format": CHECKPOINT_FORMAT}, final)
     partial.unlink(missing_ok=True)
