@@ -49,7 +49,15 @@ def test_missing_file_and_bad_toml_name_the_file(tmp_path):
 
 
 def test_shipped_scenarios_validate():
+    import tomllib
     from pathlib import Path
 
-    for path in sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml")):
-        load_scenario(path)
+    from v2xsim.studies.rsu_ablation import load_study
+
+    paths = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
+    assert len(paths) >= 3
+    for path in paths:
+        if "study" in tomllib.loads(path.read_text()):
+            load_study(path)
+        else:
+            load_scenario(path)
