@@ -249,7 +249,8 @@ def _train_steps(model, optimizer, scheduler, drops: DropSet, config: RSUTrainin
             mask = mask & (torch.rand(mask.shape, generator=generator) >= config.p_drop)
         scores = model.scores(feedback, mask)
         allocation = model.projection(scores, drops.p_max, mask)
-        loss = -torch_sum_rate(allocation, beam_space, 1.0, mask).mean()
+        batch_rate = torch_sum_rate(allocation, beam_space, 1.0, mask).mean()
+        loss = -batch_rate
         if config.beam_ce > 0:
             heard = mask & (feedback.sum(dim=-1) > 0)
             if heard.any():
@@ -261,7 +262,7 @@ def _train_steps(model, optimizer, scheduler, drops: DropSet, config: RSUTrainin
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        progress(step + 1, -float(loss.detach()))
+        progress(step + 1, float(batch_rate.detach()))
         if (step + 1) % 250 == 0 or step + 1 == stop:
             save(step + 1)
 
