@@ -24,6 +24,7 @@ from v2xsim.agents.baselines import WMMSEChannelEstimation
 from v2xsim.agents.gba_rsu import GBARSU
 from v2xsim.channel.codebook import dft_codebook
 from v2xsim.channel.geometric import GeometricChannel
+from v2xsim.config import RadioConfig
 from v2xsim.metrics import binary_feedback, dbm_to_watt, rss_vector
 from v2xsim.world import random_drop
 
@@ -52,7 +53,7 @@ def peak_memory_child(hidden: int, distinct: bool) -> None:
         v = (torch.rand(1, 1000, 34, generator=torch.Generator().manual_seed(0)) < 0.2).float()
     else:
         h = world_drop(1000)
-        v = torch.from_numpy(binary_feedback(rss_vector(h, dft_codebook(16, 34), 1.0), float(dbm_to_watt(-68))))
+        v = torch.from_numpy(binary_feedback(rss_vector(h, dft_codebook(16, 34), 1.0), float(dbm_to_watt(RadioConfig().sensitivity_dbm))))
         v = v.float()[None]
     with torch.inference_mode():
         seconds = median_time(lambda: model(v), 3)
@@ -70,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(1)
     codebook = dft_codebook(16, 34)
     noise = float(dbm_to_watt(-174 + 10 * np.log10(2.16e9) + 7))
-    threshold = float(dbm_to_watt(-68))
+    threshold = float(dbm_to_watt(RadioConfig().sensitivity_dbm))
     model = GBARSU(num_beams=34, hidden=args.hidden).eval()
     print(f"GBA-RSU hidden={args.hidden}, 1 thread; WMMSE-CE = RSS quantisation + channel estimate + "
           f"beams + WMMSE power")

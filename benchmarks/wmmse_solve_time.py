@@ -18,6 +18,7 @@ from v2xsim.agents.base import Observation
 from v2xsim.agents.baselines import Oracle, WMMSEChannelEstimation, ZFSweep
 from v2xsim.channel.codebook import dft_codebook
 from v2xsim.channel.geometric import GeometricChannel
+from v2xsim.config import RadioConfig
 from v2xsim.metrics import dbm_to_watt, rss_vector, user_rates
 from v2xsim.world import random_drop
 
@@ -29,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     codebook = dft_codebook(16, 34)
     noise = float(dbm_to_watt(-174 + 10 * np.log10(2.16e9) + 7))
-    threshold = float(dbm_to_watt(-68))
+    threshold = float(dbm_to_watt(RadioConfig().sensitivity_dbm))
     channel = GeometricChannel(seed=0)
     rng = np.random.default_rng(0)
     schemes = {"zf_sweep": ZFSweep(), "wmmse_ce": WMMSEChannelEstimation(), "oracle": Oracle()}
