@@ -85,8 +85,8 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
     per_k_test = {k: test.with_k(k) for k in ks}
     rows: list[dict[str, Any]] = []
 
-    def record(label: str, k: int, rates: np.ndarray, reordered: bool) -> None:
-        rows.append({"variant": label, "num_vehicles": k, "reordered": reordered,
+    def record(label: str, k: int, rates: np.ndarray, reordered: bool, architecture: str = "baseline") -> None:
+        rows.append({"variant": label, "architecture": architecture, "num_vehicles": k, "reordered": reordered,
                      "sum_rate": float(np.mean(rates)), "samples": int(len(rates))})
 
     for name in study.baselines:
@@ -104,7 +104,7 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
                     model = train_rsu(config, quiet=quiet)
                     for reordered in (False, True):
                         record(variant.label, k, rsu_sum_rates(model, per_k_test[k], reorder=reordered,
-                                                               seed=study.seed), reordered)
+                                                               seed=study.seed), reordered, "mlp")
                 continue
             model = train_rsu(RSUTrainingConfig(data=data, **options), quiet=quiet)
         except (TypeError, ValueError) as error:
@@ -112,7 +112,7 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
         for k in ks:
             for reordered in (False, True):
                 record(variant.label, k, rsu_sum_rates(model, per_k_test[k], reorder=reordered, seed=study.seed),
-                       reordered)
+                       reordered, variant.architecture)
         if not quiet:
             print(f"evaluated {variant.label}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,26 +146,43 @@ def markdown_table(rows: list[dict[str, Any]], ks: list[int]) -> str:
 
 
 def plot_study(rows: list[dict[str, Any]], ks: list[int], out_dir: Path, *, title: str) -> Path:
+    """Left: every variant and baseline with vehicles in road order (Tables III / IV).
+    Right: the first GNN variant and every non-GNN variant, road order (solid) vs randomly
+    reordered (dashed) (Fig. 5)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from v2xsim.plots import _style
+    from v2xsim.plots import _STYLES
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    labels = list(dict.fromkeys((r["variant"], r["reordered"]) for r in rows))
-    for index, (label, reordered) in enumerate(labels):
+    def series(label: str, reordered: bool) -> tuple[list[int], list[float]]:
         points = sorted((r["num_vehicles"], r["sum_rate"]) for r in rows
                         if r["variant"] == label and r["reordered"] == reordered)
-        ax.plot([p[0] for p in points], [p[1] for p in points],
-                label=f"{label} (reordered)" if reordered else label, **_style(index))
-    ax.set_xlabel("number of vehicles K")
-    ax.set_ylabel("sum rate [bit/s/Hz]")
-    ax.set_title(title)
-    ax.set_xticks(ks)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+        return [p[0] for p in points], [p[1] for p in points]
+
+    labels = list(dict.fromkeys(r["variant"] for r in rows))
+    architecture = {r["variant"]: r["architecture"] for r in rows}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    for index, label in enumerate(labels):
+        marker, line = _STYLES[index % len(_STYLES)]
+        left.plot(*series(label, False), marker=marker, linestyle=line, color=colours[index % len(colours)],
+                  label=label)
+    gnn = [label for label in labels if architecture[label] == "gnn"][:1]
+    others = [label for label in labels if architecture[label] not in ("gnn", "baseline")]
+    for index, label in enumerate(gnn + others):
+        colour = colours[(labels.index(label)) % len(colours)]
+        right.plot(*series(label, False), marker="o", color=colour, label=f"{label}, road order")
+        right.plot(*series(label, True), marker="x", linestyle="--", color=colour, label=f"{label}, reordered")
+    left.set_title(f"{title}: variants (road order)")
+    right.set_title("vehicle reordering (Fig. 5 of seed 002)")
+    for ax in (left, right):
+        ax.set_xlabel("number of vehicles K")
+        ax.set_ylabel("sum rate [bit/s/Hz]")
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path = out_dir / "sum_rate_vs_k.png"
     fig.savefig(path, dpi=120)
