@@ -86,3 +86,13 @@ def test_training_config_errors_name_the_field():
         RSUTrainingConfig(p_drop=1.5)
     with pytest.raises(ValueError, match="mlp"):
         RSUTrainingConfig(architecture="mlp")
+
+
+def test_stage_three_retraining_continues_from_stage_one(tmp_path, cache):
+    drops = cached_drops(DATA, directory=cache)
+    stage1 = train_rsu(RSUTrainingConfig(**{**BASE, "steps": 40}), directory=tmp_path, quiet=True, drops=drops)
+    both = train_rsu(RSUTrainingConfig(**{**BASE, "steps": 40, "stage3_steps": 40}), directory=tmp_path, quiet=True,
+                     drops=drops)
+    assert any(not torch.equal(a, b) for a, b in zip(stage1.state_dict().values(), both.state_dict().values()))
+    rates = rsu_sum_rates(both, cached_drops(DATA, split="test", directory=cache))
+    assert np.all(np.isfinite(rates)) and rates.mean() > 0

@@ -106,7 +106,9 @@ class RSUTrainingConfig:
         for name in ("p_drop", "prediction_error", "p_error"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("hidden", "batch_size"):
+        if self.stage3_steps < 0:
+            raise ValueError(f"stage3_steps must be >= 0, got {self.stage3_steps}")
+        for name in ("hidden", "batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -288,16 +290,19 @@ def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet
     torch.manual_seed(config.seed)  # parameter initialisation
     model = build_model(config, num_beams)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
-                                                    pct_start=0.05, anneal_strategy="cos", div_factor=10,
-                                                    final_div_factor=100)
+    scheduler = None
+    if config.steps >= 10:  # very short runs (tests) keep a constant rate
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=max(0.05, 2.0 / config.steps),
+            anneal_strategy="cos", div_factor=10, final_div_factor=100)
     generator = torch.Generator().manual_seed(config.seed)
     step = 0
     if partial.exists():
         state = torch.load(partial, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         step = state["step"]
     total = config.steps + config.stage3_steps
@@ -306,7 +311,7 @@ def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet
     def save(done: int) -> None:
         tmp = partial.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "step": done}, tmp)
+                    "scheduler": None if scheduler is None else scheduler.state_dict(), "generator": generator.get_state(), "step": done}, tmp)
         tmp.replace(partial)
 
     started = time.perf_counter()

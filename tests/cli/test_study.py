@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = ROOT / "scenarios" / "rsu_ablation.toml"
+TINY = ["--set", "num_vehicles=[1, 3]", "--set", "samples_per_k=20",
+        "--set", "training={hidden=8, steps=20, batch_size=16}",
+        "--set", 'variants=[{label="GNN"}, {label="MLP", architecture="mlp"}]',
+        "--set", 'baselines=["zf_sweep"]', "--set", 'radio={num_antennas=4, num_beams=6}']
+
+
+def v2xsim(*args, cache):
+    env = {**os.environ, "V2XSIM_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-m", "v2xsim", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, stdin=subprocess.DEVNULL, timeout=600)
+
+
+def test_tiny_study_writes_tables_and_plot(tmp_path):
+    result = v2xsim("study", STUDY, "--out", tmp_path / "out", *TINY, "--quiet", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "out" / "table.md").read_text()
+    for label in ("zf_sweep", "GNN", "GNN (reordered)", "MLP", "MLP (reordered)"):
+        assert f"| {label} |" in table
+    assert (tmp_path / "out" / "sum_rate_vs_k.png").stat().st_size > 10_000
+    assert "nan" not in (tmp_path / "out" / "table.csv").read_text().lower()
+
+
+def test_bad_study_key_exits_2_with_one_line(tmp_path):
+    result = v2xsim("study", STUDY, "--out", tmp_path, "--set", "variants=[{label=\"x\", arch=\"gnn\"}]",
+                    cache=tmp_path / "cache")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "variants.0.arch: unknown key" in result.stderr
