@@ -3,7 +3,7 @@ import pytest
 
 from v2xsim.agents.base import Allocation, Observation
 from v2xsim.agents.baselines import Oracle, WMMSEChannelEstimation, ZFSweep
-from v2xsim.channel.codebook import dft_codebook, ula_response
+from v2xsim.channel.codebook import ula_response
 from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.errors import ConfigError
 from v2xsim.metrics import dbm_to_watt, rss_vector, user_rates

@@ -18,7 +18,7 @@ from v2xsim.sim.rsu import Cycle, RealignmentPolicy, SchemeRunner
 from v2xsim.sim.traffic import Arrival, TrafficSource
 from v2xsim.sim.world import Radio, World
 from v2xsim.timing import TimingModel, beam_coherence_time
-from v2xsim.world import KIND_CODE, Boxes, RoadLayout, on_ground
+from v2xsim.world import Boxes, RoadLayout, on_ground
 
 BOLTZMANN_DBM_PER_HZ = -174.0
 
@@ -221,4 +221,4 @@ def run_scenario(scenario: Scenario, *, progress: Callable[[int, int, str], None
     return outputs
 
 
-__all__ = ["run_point", "run_scenario", "PointResult", "RunOutput", "KIND_CODE"]
+__all__ = ["run_point", "run_scenario", "PointResult", "RunOutput"]
