@@ -8,7 +8,6 @@ Run: ``python examples/custom_mobility.py [OUT_DIR]``.
 import sys
 from pathlib import Path
 
-
 from v2xsim.config import load_scenario
 from v2xsim.mobility import MobilityModel
 from v2xsim.registry import MOBILITY
