@@ -10,6 +10,7 @@ import os
 import pickle
 import shutil
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -89,8 +90,10 @@ def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | 
                      workers: int | None = None, quiet: bool = False) -> dict:
     """Run the sweep and write results.csv, events.csv, summary.json and the plots."""
     checkpoints = out_dir / ".checkpoints" / scenario_hash(scenario)
+    started = time.perf_counter()
     outputs = run_sweep(scenario, checkpoint_dir=checkpoints, workers=workers, quiet=quiet)
-    summary = write_outputs(scenario, outputs, out_dir, scenario_path=scenario_path)
+    summary = write_outputs(scenario, outputs, out_dir, scenario_path=scenario_path,
+                            elapsed_s=time.perf_counter() - started)
     if scenario.output.plots:
         from v2xsim.plots import speed_plots
 
@@ -98,7 +101,7 @@ def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | 
     shutil.rmtree(out_dir / ".checkpoints", ignore_errors=True)
     if not quiet:
         _print_table(result_rows(outputs))
-        written = "results.csv, summary.json" + (", events.csv" if scenario.output.event_log else "") + (
+        written = "results.csv, summary.json, timing.json" + (", events.csv" if scenario.output.event_log else "") + (
             " and plots" if scenario.output.plots else "")
         print(f"wrote {written} to {out_dir}", file=sys.stderr)
     return summary
