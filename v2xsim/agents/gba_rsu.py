@@ -47,15 +47,21 @@ class BeamProjection(nn.Module):
         self.renormalise = renormalise
 
     def forward(self, z: torch.Tensor, p_max: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        differentiable = torch.is_grad_enabled() and z.requires_grad
         if self.non_negative:
-            z = torch.sqrt(z * z + 1e-12)  # |z| with a finite gradient at 0
+            z = torch.sqrt(z * z + 1e-12) if differentiable else z.abs()  # |z|, finite gradient at 0
+        if not differentiable:
+            return self._inference(z, p_max, mask)
         hard = torch.nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
-        soft = torch.softmax(z / self.temperature, dim=-1)
-        mixed = (hard - soft).detach() + soft  # forward: hard; backward: soft
-        # z_hard (.) m_mix, with the selected amplitude spread over the mixed mask so the
-        # soft mask's gradient reaches the scores of the beams not chosen (forward: the same)
         amplitude = (z * hard).sum(dim=-1, keepdim=True)
-        selected = amplitude * mixed
+        if differentiable:
+            soft = torch.softmax(z / self.temperature, dim=-1)
+            mixed = (hard - soft).detach() + soft  # forward: hard; backward: soft
+            # z_hard (.) m_mix, with the selected amplitude spread over the mixed mask so the
+            # soft mask's gradient reaches the scores of the beams not chosen
+            selected = amplitude * mixed
+        else:  # inference: the mixed mask equals the hard one
+            selected = amplitude * hard
         if mask is not None:
             selected = selected * mask.unsqueeze(-1).to(selected.dtype)
         if not self.renormalise:
@@ -68,6 +74,21 @@ class BeamProjection(nn.Module):
         total = (selected * selected).sum(dim=(-1, -2), keepdim=True)
         scale = torch.where(total > 0, torch.sqrt(p_max / total.clamp_min(1e-30)), torch.zeros_like(total))
         return selected * scale
+
+    def _inference(self, z: torch.Tensor, p_max: float, mask: torch.Tensor | None) -> torch.Tensor:
+        """The same forward values with fewer operations (no gradient needed): one amplitude
+        per vehicle, pruned and scaled, scattered onto its argmax beam."""
+        amplitude, beam = z.max(dim=-1)  # (B, K)
+        if mask is not None:
+            amplitude = amplitude * mask.to(amplitude.dtype)
+        if self.renormalise:
+            power = amplitude * amplitude
+            total = power.sum(dim=-1, keepdim=True)
+            amplitude = torch.where(power >= PRUNE_SHARE * total, amplitude, torch.zeros_like(amplitude))
+            total = (amplitude * amplitude).sum(dim=-1, keepdim=True)
+            amplitude = amplitude * torch.where(total > 0, torch.sqrt(p_max / total.clamp_min(1e-30)),
+                                                torch.zeros_like(total))
+        return torch.zeros_like(z).scatter_(-1, beam.unsqueeze(-1), amplitude.unsqueeze(-1))
 
 
 class GBARSU(nn.Module):
