@@ -67,7 +67,7 @@ def timed_point(scenario, speed_kmh: float, num_vehicles: int) -> tuple[int, flo
     from v2xsim.sim.rsu import SchemeRunner
     from v2xsim.sim.world import World
 
-    targets = [(World, "snapshot"), (SchemeRunner, "_current_rate"), (SchemeRunner, "_measure_beam")]
+    targets = [(World, "snapshot"), (SchemeRunner, "_rate_of"), (SchemeRunner, "_measure_beam")]
     targets += [(SCHEME.get(name), "allocate") for name in SCHEME.names()]
     targets += [(MOBILITY.get(name), "step") for name in MOBILITY.names()]
     originals = {target: getattr(*target) for target in targets if target[0] is not MobilityModel}

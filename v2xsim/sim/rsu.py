@@ -118,11 +118,12 @@ class SchemeRunner:
         """Called by the world tick after vehicles moved: integrate, then re-rate."""
         self.accrue()
         if self._serving is not None and self.aging:
-            self._rate = self._current_rate(self.world.snapshot())
+            self._rate = self._rate_of(self._serving, self.world.snapshot())
 
-    def _current_rate(self, snap: Snapshot) -> float:
-        """Sum rate of the served beams for the cars present in ``snap`` [bit/s/Hz]."""
-        ids, t = self._serving  # type: ignore[misc]
+    def _rate_of(self, serving: tuple[np.ndarray, np.ndarray], snap: Snapshot) -> float:
+        """Sum rate [bit/s/Hz] of beams ``serving = (ids (A,), precoders (Nt, A))`` for the
+        cars of ``snap`` among ``ids``."""
+        ids, t = serving
         if t.shape[1] == 0 or len(snap.ids) == 0:
             return 0.0
         present = np.isin(ids, snap.ids)
@@ -212,11 +213,7 @@ class SchemeRunner:
             delay = env.now - start
             precoders = allocation.precoders(radio.codebook)
             serving = (ids, precoders)
-            # the rate the beams give on the channel they were chosen for
-            held = self._serving, self._rate
-            self._serving = serving
-            apply_rate = self._current_rate(measured)
-            self._serving, self._rate = held
+            apply_rate = self._rate_of(serving, measured)  # on the channel the beams were chosen for
             cycle = Cycle(scheme=self.label, start_s=start, delay_s=delay, period_s=period,
                           vehicles=len(members), reporting=len(ids), served=int((allocation.beams >= 0).sum()),
                           apply_sum_rate=apply_rate)
@@ -224,7 +221,7 @@ class SchemeRunner:
             self._cycle = cycle
             if delay < period:
                 self._serving = serving
-                self._rate = self._current_rate(world.snapshot()) if self.aging else apply_rate
+                self._rate = self._rate_of(serving, world.snapshot()) if self.aging else apply_rate
                 self._last = env.now
                 yield env.timeout(start + period - env.now)
                 self.accrue()
