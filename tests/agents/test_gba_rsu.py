@@ -105,3 +105,16 @@ def test_torch_rates_match_the_numpy_rates(codebook):
 def test_bad_shapes_are_rejected(model):
     with pytest.raises(ValueError, match="v must have shape"):
         model(torch.zeros(2, 3, 8))
+
+
+@pytest.mark.parametrize("non_negative,renormalise", [(True, True), (False, True), (True, False), (False, False)])
+def test_inference_projection_gives_the_training_forward_values(non_negative, renormalise):
+    generator = torch.Generator().manual_seed(4)
+    z = torch.randn(5, 7, 9, generator=generator)
+    z[0, 0] *= 1e-3  # a vehicle the renormalisation prunes
+    mask = torch.rand(5, 7, generator=generator) > 0.3
+    projection = BeamProjection(non_negative=non_negative, renormalise=renormalise)
+    training = projection(z.clone().requires_grad_(True), 2.0, mask).detach()
+    with torch.no_grad():
+        inference = projection(z, 2.0, mask)
+    torch.testing.assert_close(inference, training, atol=1e-6, rtol=1e-6)
