@@ -47,21 +47,17 @@ class BeamProjection(nn.Module):
         self.renormalise = renormalise
 
     def forward(self, z: torch.Tensor, p_max: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
-        differentiable = torch.is_grad_enabled() and z.requires_grad
+        if not (torch.is_grad_enabled() and z.requires_grad):
+            return self._inference(z.abs() if self.non_negative else z, p_max, mask)
         if self.non_negative:
-            z = torch.sqrt(z * z + 1e-12) if differentiable else z.abs()  # |z|, finite gradient at 0
-        if not differentiable:
-            return self._inference(z, p_max, mask)
+            z = torch.sqrt(z * z + 1e-12)  # |z| with a finite gradient at 0
         hard = torch.nn.functional.one_hot(z.argmax(dim=-1), z.shape[-1]).to(z.dtype)
         amplitude = (z * hard).sum(dim=-1, keepdim=True)
-        if differentiable:
-            soft = torch.softmax(z / self.temperature, dim=-1)
-            mixed = (hard - soft).detach() + soft  # forward: hard; backward: soft
-            # z_hard (.) m_mix, with the selected amplitude spread over the mixed mask so the
-            # soft mask's gradient reaches the scores of the beams not chosen
-            selected = amplitude * mixed
-        else:  # inference: the mixed mask equals the hard one
-            selected = amplitude * hard
+        soft = torch.softmax(z / self.temperature, dim=-1)
+        mixed = (hard - soft).detach() + soft  # forward: hard; backward: soft
+        # z_hard (.) m_mix, with the selected amplitude spread over the mixed mask so the soft
+        # mask's gradient reaches the scores of the beams not chosen
+        selected = amplitude * mixed
         if mask is not None:
             selected = selected * mask.unsqueeze(-1).to(selected.dtype)
         if not self.renormalise:

@@ -48,7 +48,7 @@ class RSUStudy(BaseModel):
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy:
-    from v2xsim.config import apply_overrides
+    from v2xsim.config import _format_error, apply_overrides
 
     path = Path(path)
     try:
@@ -61,10 +61,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy
     try:
         study = RSUStudy.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"{path}: {key}: {message}") from None
+        raise ConfigError(f"{path}: {_format_error(error)}") from None
     if study.study != "rsu_ablation":
         raise ConfigError(f"{path}: study: expected 'rsu_ablation', got {study.study!r}")
     if any(k < 1 for k in study.num_vehicles):
