@@ -9,11 +9,20 @@ OUT ?= results/speed_sweep
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: apt-get install -y python3-venv" >&2; exit 1; }
 	# torch first, pinned: on the project machines 2.13.0 is a local CPU wheel (no CUDA download)
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,rt]"
+	# Sionna RT on CPU JIT-compiles with LLVM >= 16; Debian 12's default LLVM 15 aborts
+	@if [ -z "$$DRJIT_LIBLLVM_PATH" ] && ! ls /usr/lib/*/libLLVM.so.19.1 /usr/lib/llvm-19/lib/libLLVM.so.19.1 2>/dev/null | grep -q .; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing libllvm19 (LLVM JIT for Sionna RT on CPU)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libllvm19 >/dev/null; } || echo "warning: apt-get install libllvm19 failed; Sionna RT tests will be skipped" >&2; \
+	  else \
+	    echo "warning: Sionna RT on CPU needs LLVM >= 16: run 'sudo apt-get install -y libllvm19' (or set DRJIT_LIBLLVM_PATH to a libLLVM >= 16); until then its tests are skipped" >&2; \
+	  fi; \
+	fi
 	@touch $(STAMP)
 
 run: setup

@@ -80,6 +80,6 @@ class Registry(Generic[T]):
 
 
 MOBILITY: Registry[Any] = Registry("mobility model", builtin_modules=("v2xsim.mobility.builtin",))
-CHANNEL: Registry[Any] = Registry("channel backend", builtin_modules=("v2xsim.channel.geometric",))
+CHANNEL: Registry[Any] = Registry("channel backend", builtin_modules=("v2xsim.channel.geometric", "v2xsim.channel.sionna_rt"))
 SCHEME: Registry[Any] = Registry("scheme", builtin_modules=("v2xsim.agents.baselines", "v2xsim.agents.gba"))
 FL_STRATEGY: Registry[Any] = Registry("FL strategy", builtin_modules=())
