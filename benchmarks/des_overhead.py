@@ -90,7 +90,8 @@ def timed_point(scenario, speed_kmh: float, num_vehicles: int) -> tuple[int, flo
 
 
 def main() -> None:
-    scenario = load_scenario(ROOT / "scenarios" / "speed_sweep.toml")
+    scenario = load_scenario(ROOT / "scenarios" / "speed_sweep.toml",
+                             ['schemes=[{name="oracle"}, {name="zf_sweep"}, {name="wmmse_ce"}]'])
     engine.run_point(scenario, speed_kmh=60, num_vehicles=10, seed=0)  # warm-up (imports, caches)
     events, wall, physics = timed_point(scenario, 60, 10)
     bare = bare_simpy(events)

@@ -15,10 +15,10 @@ import argparse
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from v2xsim.agents.base import Observation
 from v2xsim.agents.baselines import WMMSEChannelEstimation
@@ -28,16 +28,6 @@ from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.config import RadioConfig
 from v2xsim.metrics import binary_feedback, dbm_to_watt, rss_vector
 from v2xsim.world import random_drop
-
-
-def median_time(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def world_drop(num: int, seed: int = 0):

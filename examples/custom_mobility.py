@@ -30,6 +30,7 @@ if __name__ == "__main__":
     scenario = load_scenario(Path(__file__).parent.parent / "scenarios" / "speed_sweep.toml", [
         'mobility.model="stop_and_go"', "mobility.options={go_s=0.4, stop_s=0.6}",
         "sweep.speed_kmh=[30, 90]", "simulation.duration_s=1.0", "output.plots=false",
+        'schemes=[{name="oracle"}, {name="zf_sweep"}, {name="wmmse_ce"}]',  # no training needed
     ])
     run_to_directory(scenario, out, workers=1)
     print(f"results in {out}")

@@ -53,11 +53,15 @@ def test_shipped_scenarios_validate():
     from pathlib import Path
 
     from v2xsim.studies.rsu_ablation import load_study
+    from v2xsim.studies.vehicle_deployment import load_vehicle_study
 
     paths = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
-    assert len(paths) >= 3
+    assert len(paths) >= 4
     for path in paths:
-        if "study" in tomllib.loads(path.read_text()):
+        data = tomllib.loads(path.read_text())
+        if data.get("study") == "vehicle_deployment":
+            load_vehicle_study(data, path)
+        elif "study" in data:
             load_study(path)
         else:
             load_scenario(path)

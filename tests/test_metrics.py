@@ -125,3 +125,39 @@ def test_precoders_place_sqrt_power_on_the_chosen_beam(codebook):
     np.testing.assert_allclose(t[:, 2], 0.5 * codebook[:, 10])
     with pytest.raises(ValueError, match="beams"):
         precoders(codebook, np.array([34]), np.array([1.0]))
+
+
+# ------------------------------------------------------------ feedback prediction, imbalance
+def test_feedback_accuracies():
+    from v2xsim.metrics import bit_accuracy, exact_match_accuracy, top1_beam_hit
+
+    true = np.array([[1, 0, 0, 1], [0, 0, 1, 0]])
+    predicted = np.array([[1, 0, 0, 1], [0, 1, 1, 0]])
+    assert bit_accuracy(predicted, true) == pytest.approx(7 / 8)
+    assert exact_match_accuracy(predicted, true) == 0.5
+    rss = np.array([[3.0, 0, 0, 1.0], [0, 0, 2.0, 0], [0, 0, 0, 0]])
+    scores = np.array([[0.9, 0.1, 0.1, 0.95], [0.1, 0.2, 0.8, 0.1], [1.0, 0, 0, 0]])
+    assert top1_beam_hit(scores, rss) == 0.5  # the silent third sample does not count
+    with pytest.raises(ValueError, match="shape"):
+        bit_accuracy(predicted, true[:, :3])
+
+
+def test_label_overlap_is_one_for_identical_and_zero_for_disjoint_label_sets():
+    from v2xsim.metrics import label_overlap
+
+    a = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0]])
+    assert label_overlap([a, a[::-1], a]) == pytest.approx(1.0)
+    assert label_overlap([a, np.array([[0, 0, 1]])]) == 0.0
+    # half of vehicle 0's mass is on [1,0,0], vehicle 1 has only [1,0,0]: overlap 0.5
+    assert label_overlap([a, np.array([[1, 0, 0]] * 3)]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="two vehicles"):
+        label_overlap([a])
+
+
+def test_modality_completeness_averages_per_vehicle_ratios():
+    from v2xsim.metrics import modality_completeness
+
+    counts = np.array([[100, 100, 50], [100, 0, 100], [0, 0, 0]])  # (K, Q): gps, image, lidar
+    np.testing.assert_allclose(modality_completeness(counts), [2 / 3, 1 / 3, 0.5])
+    with pytest.raises(ValueError, match="sample_counts"):
+        modality_completeness(np.array([1, 2]))

@@ -148,3 +148,80 @@ def watt_to_dbm(value_w):
     """Watts to dBm (``-inf`` for 0 W)."""
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(np.asarray(value_w, dtype=float)) + 30.0
+
+
+# ------------------------------------------------------------ feedback prediction
+def _feedback_pair(predicted: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    predicted = np.asarray(predicted) > 0.5
+    true = np.asarray(true) > 0.5
+    if predicted.shape != true.shape or predicted.ndim != 2:
+        raise ValueError(f"predicted and true feedback must both have shape (N, W), got {predicted.shape} and {true.shape}")
+    return predicted, true
+
+
+def bit_accuracy(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Share of feedback bits predicted correctly, over all N x W bits."""
+    predicted, true = _feedback_pair(predicted, true)
+    return float((predicted == true).mean()) if predicted.size else float("nan")
+
+
+def exact_match_accuracy(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Share of samples whose whole W-bit feedback vector is right."""
+    predicted, true = _feedback_pair(predicted, true)
+    return float((predicted == true).all(axis=1).mean()) if len(predicted) else float("nan")
+
+
+def top1_beam_hit(scores: np.ndarray, rss: np.ndarray) -> float:
+    """Share of samples (with some beam heard) whose highest-scoring beam is the
+    strongest true beam; ``scores`` and ``rss`` are (N, W)."""
+    scores, rss = np.asarray(scores), np.asarray(rss)
+    if scores.shape != rss.shape or scores.ndim != 2:
+        raise ValueError(f"scores and rss must both have shape (N, W), got {scores.shape} and {rss.shape}")
+    heard = rss.max(axis=1) > 0
+    if not heard.any():
+        return float("nan")
+    return float((scores[heard].argmax(axis=1) == rss[heard].argmax(axis=1)).mean())
+
+
+# ------------------------------------------------------------ data imbalance (seed 002, Sec. IV)
+def label_overlap(feedback_per_vehicle: list[np.ndarray]) -> float:
+    """Label overlap proportion ``zeta`` (Eq. 17): mean over vehicle pairs of the summed
+    minimum of their normalised label-combination histograms. 1 = identical label
+    distributions, 0 = no label combination in common.
+
+    Args:
+        feedback_per_vehicle: one (N_k, W) 0/1 array per vehicle (K >= 2, N_k >= 1).
+    """
+    if len(feedback_per_vehicle) < 2:
+        raise ValueError("label_overlap needs at least two vehicles")
+    histograms = []
+    for k, feedback in enumerate(feedback_per_vehicle):
+        rows = np.asarray(feedback) > 0.5
+        if rows.ndim != 2 or len(rows) == 0:
+            raise ValueError(f"feedback_per_vehicle[{k}] must be a non-empty (N, W) array, got shape {rows.shape}")
+        keys, counts = np.unique(np.packbits(rows, axis=1), axis=0, return_counts=True)
+        histograms.append({key.tobytes(): count / len(rows) for key, count in zip(keys, counts)})
+    total, pairs = 0.0, 0
+    for i in range(len(histograms)):
+        for j in range(i + 1, len(histograms)):
+            a, b = histograms[i], histograms[j]
+            total += sum(min(share, b[key]) for key, share in a.items() if key in b)
+            pairs += 1
+    return total / pairs
+
+
+def modality_completeness(sample_counts: np.ndarray) -> np.ndarray:
+    """Modality completeness ``kappa^q`` (Eq. 15), averaged over vehicles.
+
+    Args:
+        sample_counts: (K, Q) samples of each modality q held by each vehicle k.
+    Returns:
+        (Q,) mean over vehicles of ``N_k^q / max_q N_k^q`` (vehicles with no data count 0).
+    """
+    counts = np.asarray(sample_counts, dtype=float)
+    if counts.ndim != 2 or np.any(counts < 0):
+        raise ValueError(f"sample_counts must be a non-negative (K, Q) array, got shape {counts.shape}")
+    peak = counts.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(peak > 0, counts / np.where(peak > 0, peak, 1), 0.0)
+    return ratio.mean(axis=0)

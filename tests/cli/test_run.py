@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,13 +9,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADLINE = ROOT / "scenarios" / "speed_sweep.toml"
+# the headline's schemes, gba with tiny networks and data (trained into a private cache)
+TINY_GBA = ('{name="gba", options={training={hidden=8, steps=20, batch_size=16, data={num_vehicles=[1, 3], '
+            'samples_per_k=20}}, vehicle_training={features={gps=16, image=16, lidar=16}, hidden=16, '
+            'image_width=4, epochs=1}, data={num_episodes=2, trials_per_category=1, samples_per_trial=2}}}')
 FAST = ["--set", "simulation.duration_s=0.3", "--set", "sweep.speed_kmh=[30, 250]",
-        "--set", "traffic.num_vehicles=3", "--quiet"]
+        "--set", "traffic.num_vehicles=3", "--quiet",
+        "--set", f'schemes=[{{name="oracle"}}, {{name="zf_sweep"}}, {{name="wmmse_ce"}}, {TINY_GBA}]']
+CACHE = {}
 
 
 def v2xsim(*args, cwd=ROOT):
+    env = {**os.environ, **CACHE}
     return subprocess.run([sys.executable, "-m", "v2xsim", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, stdin=subprocess.DEVNULL, timeout=600)
+                          cwd=cwd, stdin=subprocess.DEVNULL, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    CACHE["V2XSIM_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    CACHE.clear()
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +47,10 @@ def test_run_writes_the_contract_outputs(headline_run):
                 "effective_sum_rate"}
     assert required <= set(rows[0])
     assert {(r["scheme"], float(r["speed_kmh"])) for r in rows} == {
-        (s, v) for s in ("oracle", "zf_sweep", "wmmse_ce") for v in (30.0, 250.0)}
+        (s, v) for s in ("oracle", "zf_sweep", "wmmse_ce", "gba") for v in (30.0, 250.0)}
     assert all("nan" not in value.lower() for row in rows for value in row.values())
     summary = json.loads((headline_run / "summary.json").read_text())
-    assert set(summary["schemes"]) == {"oracle", "zf_sweep", "wmmse_ce"}
+    assert set(summary["schemes"]) == {"oracle", "zf_sweep", "wmmse_ce", "gba"}
     assert (headline_run / "effective_sum_rate_vs_speed.png").stat().st_size > 10_000
     assert (headline_run / "rate_and_overhead_vs_speed.png").exists()
     assert (headline_run / "events.csv").exists()

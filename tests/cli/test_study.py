@@ -32,3 +32,31 @@ def test_bad_study_key_exits_2_with_one_line(tmp_path):
                     cache=tmp_path / "cache")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "variants.0.arch: unknown key" in result.stderr
+
+
+VEHICLE_STUDY = ROOT / "scenarios" / "vehicle_deployment.toml"
+TINY_VEHICLE = ["--set", "data={num_episodes=3, trials_per_category=3, samples_per_trial=2, categories=[1, 3]}",
+                "--set", "training={features={gps=16, image=16, lidar=16}, hidden=16, image_width=4, epochs=2}",
+                "--set", "rsu={hidden=8, steps=20, batch_size=16}"]
+
+
+def test_tiny_vehicle_study_reports_every_sensor_set_and_deployment(tmp_path):
+    result = v2xsim("study", VEHICLE_STUDY, "--out", tmp_path / "out", *TINY_VEHICLE, "--quiet",
+                    cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "out" / "table.md").read_text()
+    for sensors in ("R-L-G", "L-G", "R-G", "G"):
+        for deployment in ("pruning", "sensor", "model"):
+            assert f"| all sensors | {sensors} | {deployment} |" in table
+    assert "| GPS only | G | pruning |" in table and "| true feedback |" in table
+    assert "nan" not in (tmp_path / "out" / "table.csv").read_text().lower()
+    assert (tmp_path / "out" / "deployment.png").stat().st_size > 10_000
+
+
+def test_dataset_command_writes_the_flash_layout_and_rejects_bad_options(tmp_path):
+    result = v2xsim("dataset", "flash-like", "--out", tmp_path / "data", "--set", "num_episodes=2",
+                    "--set", "trials_per_category=1", "--set", "samples_per_trial=2", "--quiet", cache=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "Cat4" / "trial_0" / "episode_1" / "lidar.npz").exists()
+    bad = v2xsim("dataset", "flash-like", "--out", tmp_path / "other", "--set", "trialz=1", cache=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "trialz" in bad.stderr

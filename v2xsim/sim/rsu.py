@@ -137,19 +137,31 @@ class SchemeRunner:
         return float(np.log2(1.0 + signal / (interference + self.world.radio.noise_power)).sum())
 
     # ------------------------------------------------------------- process
-    def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None) -> Observation:
+    def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None,
+                 sensors: dict[str, np.ndarray] | None = None) -> Observation:
         radio = self.world.radio
         feedback = None
         if self.scheme.acquisition == "sensing":
-            # the vehicles' own prediction: (for now) the true W-bit feedback of this moment
+            # the true W-bit feedback of this moment (what a perfect on-vehicle predictor
+            # would send); schemes that predict it from ``sensors`` replace it
             true_rss = rss_vector(snap.channels[keep], radio.codebook, radio.p_max)
             feedback = binary_feedback(true_rss, radio.feedback_threshold)
         return Observation(
             codebook=radio.codebook, p_max=radio.p_max, noise_power=radio.noise_power,
             feedback_threshold=radio.feedback_threshold,
             channels=snap.channels[keep] if self.scheme.needs_csi else None,
-            rss=rss, feedback=feedback, rng=self.rng,
+            rss=rss, feedback=feedback, sensors=sensors, rng=self.rng,
         )
+
+    def _sense(self, snap: Snapshot) -> dict[str, np.ndarray]:
+        """Every car's own sensor readings of ``snap`` (GPS, camera, LiDAR), rows as in
+        ``snap.ids``, in the scheme's sensor configuration."""
+        from v2xsim.sensing import sense
+
+        config = getattr(self.scheme, "sensor_config", None)
+        readings = sense(self.world.layout, (snap.positions, snap.ids, snap.obstacles), self.rng, config=config)
+        readings["ids"] = snap.ids.copy()
+        return readings
 
     def _sweep(self, members: np.ndarray, rss: np.ndarray):
         """Process: beam i is sent in slot i; each vehicle records its RSS [W] with the
@@ -189,10 +201,15 @@ class SchemeRunner:
             period = self.policy.period(world, snap.speeds)
             members = snap.ids.copy()
             rss = None
+            sensors = None
             if self.scheme.acquisition == "sweep":
                 rss = np.zeros((len(members), radio.num_beams))
                 yield env.process(self._sweep(members, rss))
             elif self.scheme.acquisition == "sensing":
+                # each car captures its sensors at the start; capture, on-vehicle
+                # inference and the bits' preparation take ``sensing_s``
+                if getattr(self.scheme, "uses_sensors", False):
+                    sensors = self._sense(snap)
                 yield env.timeout(self.timing.sensing_s)
             measured = world.snapshot()
             still_here = np.isin(members, measured.ids)
@@ -200,7 +217,9 @@ class SchemeRunner:
             keep = measured.rows_of(ids)
             if rss is not None:
                 rss = rss[still_here]
-            observation = self._observe(measured, keep, rss)
+            if sensors is not None:
+                sensors = {name: value[still_here] for name, value in sensors.items()}
+            observation = self._observe(measured, keep, rss, sensors)
             bits = self.scheme.feedback_bits(radio.num_beams, self.timing)
             if bits > 0 and len(ids):
                 yield env.all_of([env.process(self._send(bits)) for _ in ids])

@@ -1,1 +1,44 @@
-"""Offline studies (no event loop): model ablations evaluated on drops of the world."""
+"""Offline studies (no event loop): model ablations evaluated on drops of the world.
+
+A study file names its kind in ``study``: "rsu_ablation" (Tables III-IV, Fig. 5 of seed
+002) or "vehicle_deployment" (GBA-Vehicle, Table V).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from v2xsim.errors import ConfigError
+
+STUDY_KINDS = ("rsu_ablation", "vehicle_deployment")
+
+
+def read_study_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The parsed TOML of a study file with ``--set`` overrides applied."""
+    from v2xsim.config import apply_overrides
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read study ({error.strerror or error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML ({error})") from None
+    return apply_overrides(data, overrides or [])
+
+
+def run_study_file(path: str | Path, overrides: list[str] | None, out_dir: Path, *, quiet: bool = False) -> dict[str, Any]:
+    """Run the study a file describes (dispatch on its ``study`` key)."""
+    data = read_study_file(path, overrides)
+    kind = data.get("study", "rsu_ablation")
+    if kind == "rsu_ablation":
+        from v2xsim.studies.rsu_ablation import load_study, run_study
+
+        return run_study(load_study(path, overrides), out_dir, quiet=quiet)
+    if kind == "vehicle_deployment":
+        from v2xsim.studies.vehicle_deployment import load_vehicle_study, run_vehicle_study
+
+        return run_vehicle_study(load_vehicle_study(data, Path(path)), out_dir, quiet=quiet)
+    raise ConfigError(f"{path}: study: unknown kind {kind!r}; valid: {', '.join(STUDY_KINDS)}")

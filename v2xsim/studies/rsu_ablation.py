@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +47,11 @@ class RSUStudy(BaseModel):
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy:
-    from v2xsim.config import _format_error, apply_overrides
+    from v2xsim.config import _format_error
+    from v2xsim.studies import read_study_file
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read study ({error.strerror or error})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML ({error})") from None
-    data = apply_overrides(data, overrides or [])
+    data = read_study_file(path, overrides)
     try:
         study = RSUStudy.model_validate(data)
     except ValidationError as error:

@@ -1,0 +1,419 @@
+"""FLASH-like data from the simulated world, written in the real FLASH layout.
+
+Each category holds several *trials* (sub-folders ``trial_<j>``). In a trial, ``num_episodes``
+cars (episode ``k`` = vehicle ``k``, as in FLASH) drive through the RSU coverage at the same
+time, each in its own lane position and speed, and a snapshot is taken every
+``sample_period_s``. Per snapshot and vehicle the generator stores
+
+- ``rf``: received power per codebook beam [mW] from the channel backend, 0 where it is
+  below the receiver sensitivity (so ``feedback = rf > 0`` is the W-bit feedback);
+- ``gps``: the position [m] plus GPS noise;
+- ``image``: the rendered view of the vehicle's side camera (:mod:`v2xsim.sensing.camera`);
+- ``lidar``: the ray-cast FLASH grid (:mod:`v2xsim.sensing.lidar`).
+
+Categories, as in FLASH (blockers are placed afresh in every trial, so GPS alone cannot
+know them): 1 LoS passing (only the background: far-side pedestrians and parked cars);
+2 NLoS pedestrian (groups of pedestrians crossing the road or waiting at the near kerb);
+3 NLoS static car (stopped trucks / vans in the near lanes); 4 NLoS moving car (trucks
+driving in the near lanes at their own speed).
+
+Imbalance knobs: ``segment_fraction`` < 1 confines each vehicle to its own stretch of the
+road within a trial (label imbalance, reported as ``zeta``); ``image_completeness`` and
+``lidar_completeness`` remove a sensor from whole vehicles (``missing="vehicles"``) or
+drop samples at random (``missing="samples"``), reported as ``kappa``.
+
+Beside the four FLASH files, each episode folder holds ``v2xsim.npz`` (ignored by other
+FLASH tools) with ``available`` (N, 3) bool for gps / image / lidar, ``channel`` (N, Nt)
+complex64 [sqrt(W)], ``position`` (N, 3) [m], ``trial`` (N,) so sum rates can be computed
+from simultaneous samples, and ``los`` (N,) bool (no box on the RSU-vehicle segment);
+``dataset.json`` at the root records the configuration and the measured ``zeta``, ``kappa`` and LoS shares.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from v2xsim.data.flash import CATEGORIES, find_episodes, load_flash, save_flash_episode
+from v2xsim.errors import DataError
+from v2xsim.metrics import label_overlap, modality_completeness
+from v2xsim.world import Boxes, on_ground, segment_hits, vehicle_boxes
+
+SENSORS = ("gps", "image", "lidar")
+MISSING_MODES = ("vehicles", "samples")
+EXTRA_FILE = "v2xsim.npz"
+EXTRA_KEYS = ("available", "channel", "position", "trial", "los")
+#: bumped whenever the files a configuration produces change (names cached data sets)
+DATA_FORMAT = 2
+#: label-imbalance preset near FLASH's zeta = 2.9 % (seed 002, Section V-A)
+FLASH_SEGMENT_FRACTION = 0.15
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlashLikeConfig:
+    """What to generate.
+
+    Attributes:
+        road, radio: scenario sections (:class:`v2xsim.config.RoadConfig`,
+            :class:`v2xsim.config.RadioConfig` fields; defaults = the headline road).
+        categories: FLASH categories to write (1..4).
+        num_episodes: vehicles (episodes) per trial.
+        trials_per_category: trials (fresh blocker layouts) per category. Many short
+            trials generalise better than a few long ones: consecutive snapshots are alike.
+        samples_per_trial: snapshots per trial. sample_period_s: time between them [s].
+        speed_kmh: (low, high) range of vehicle speeds [km/h].
+        segment_fraction: share of the covered road each vehicle drives through within a
+            trial (wrapping around); 1 = everyone covers everything (balanced labels).
+        image_completeness, lidar_completeness: kappa of RGB / LiDAR (GPS is always on).
+        missing: "vehicles" (whole vehicles lack the sensor) or "samples" (random loss).
+        gps_noise_m: GPS error standard deviation [m]. lidar_dropout: LiDAR point loss.
+        channel: options of the geometric channel backend.
+        seed: all randomness.
+    """
+
+    road: dict[str, Any] = field(default_factory=dict)
+    radio: dict[str, Any] = field(default_factory=dict)
+    categories: tuple[int, ...] = (1, 2, 3, 4)
+    num_episodes: int = 10
+    trials_per_category: int = 25
+    samples_per_trial: int = 4
+    sample_period_s: float = 0.25
+    speed_kmh: tuple[float, float] = (20.0, 60.0)
+    segment_fraction: float = 1.0
+    image_completeness: float = 1.0
+    lidar_completeness: float = 1.0
+    missing: str = "vehicles"
+    gps_noise_m: float = 0.5
+    lidar_dropout: float = 0.1
+    channel: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", tuple(int(c) for c in self.categories))
+        object.__setattr__(self, "speed_kmh", tuple(float(s) for s in self.speed_kmh))
+        if not self.categories or any(c not in CATEGORIES for c in self.categories):
+            raise ValueError(f"categories must be a non-empty subset of 1..4, got {list(self.categories)}")
+        for name in ("num_episodes", "trials_per_category", "samples_per_trial"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.num_episodes < 2:
+            raise ValueError(f"num_episodes must be >= 2 (zeta compares vehicles), got {self.num_episodes}")
+        if not self.sample_period_s > 0:
+            raise ValueError(f"sample_period_s must be > 0, got {self.sample_period_s}")
+        low, high = self.speed_kmh if len(self.speed_kmh) == 2 else (math.nan, math.nan)
+        if not (0 < low <= high):
+            raise ValueError(f"speed_kmh must be (low, high) with 0 < low <= high, got {list(self.speed_kmh)}")
+        if not 0 < self.segment_fraction <= 1:
+            raise ValueError(f"segment_fraction must be in (0, 1], got {self.segment_fraction}")
+        for name in ("image_completeness", "lidar_completeness"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.missing not in MISSING_MODES:
+            raise ValueError(f"missing must be one of {', '.join(MISSING_MODES)}, got {self.missing!r}")
+        if not self.gps_noise_m >= 0:
+            raise ValueError(f"gps_noise_m must be >= 0, got {self.gps_noise_m}")
+        if not 0 <= self.lidar_dropout < 1:
+            raise ValueError(f"lidar_dropout must be in [0, 1), got {self.lidar_dropout}")
+
+
+@dataclass
+class _Site:
+    layout: Any
+    radio: Any
+    channel: Any
+    carrier_hz: float
+
+
+def _site(config: FlashLikeConfig) -> _Site:
+    from v2xsim.channel.geometric import GeometricChannel
+    from v2xsim.config import RadioConfig, RoadConfig, Scenario
+    from v2xsim.sim.engine import layout_of, radio_of
+
+    try:
+        scenario = Scenario(road=RoadConfig(**config.road), radio=RadioConfig(**config.radio),
+                            schemes=[{"name": "oracle"}])
+    except Exception as error:  # pydantic names the field
+        raise ValueError(f"road / radio options: {error}") from None
+    layout, radio = layout_of(scenario), radio_of(scenario)
+    options = {"seed": config.seed, **config.channel}
+    channel = GeometricChannel(layout=layout, num_antennas=scenario.radio.num_antennas,
+                               carrier_hz=scenario.radio.carrier_ghz * 1e9, **options)
+    return _Site(layout, radio, channel, scenario.radio.carrier_ghz * 1e9)
+
+
+def _category_blockers(category: int, layout, rng: np.random.Generator, times: np.ndarray) -> list[Boxes]:
+    """Blocker boxes of one trial at every sample time (list over time)."""
+    x_min, x_max = layout.x_range
+    span = x_max - x_min
+    lanes = layout.lane_centres
+    # background in every category: far-sidewalk pedestrians and far-kerb parked cars
+    background = Boxes.concat(
+        on_ground("pedestrian", rng.uniform(x_min, x_max, 2), np.full(2, layout.road_width + layout.sidewalk_m / 2)),
+        on_ground("parked_car", rng.uniform(x_min, x_max, 1), np.full(1, layout.road_width + 0.9)),
+    )
+    if category == 1:
+        return [background] * len(times)
+    if category == 2:
+        # groups of pedestrians crossing the road (walking across at ~1.4 m/s) or waiting
+        count = int(rng.integers(3, 7))
+        x = rng.uniform(x_min, x_max, count)
+        y0 = rng.uniform(-0.5, layout.road_width, count)
+        walk = rng.choice([-1.4, 0.0, 1.4], count)
+        out = []
+        for t in times:
+            y = np.clip(y0 + walk * t, -1.0, layout.road_width + 0.5)
+            out.append(Boxes.concat(background, on_ground("pedestrian", x, y)))
+        return out
+    if category == 3:
+        # stopped trucks / vans in the lanes nearest the RSU
+        count = int(rng.integers(1, 3))
+        x = rng.uniform(x_min, x_max, count)
+        lane = rng.integers(0, max(1, len(lanes) - 1), count)
+        still = Boxes.concat(background, on_ground("truck", x, lanes[lane]))
+        return [still] * len(times)
+    # category 4: trucks driving in the near lanes at their own speed (wrapping around)
+    count = int(rng.integers(1, 3))
+    x0 = rng.uniform(x_min, x_max, count)
+    lane = rng.integers(0, max(1, len(lanes) - 1), count)
+    speed = rng.uniform(20.0, 60.0, count) / 3.6
+    out = []
+    for t in times:
+        x = x_min + np.mod(x0 - x_min + speed * t, span)
+        out.append(Boxes.concat(background, on_ground("truck", x, lanes[lane])))
+    return out
+
+
+def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.Generator,
+           sensor_config, available: np.ndarray) -> dict[str, np.ndarray]:
+    """Arrays of one trial, indexed [episode, sample, ...]."""
+    from v2xsim.metrics import rss_vector
+    from v2xsim.sensing import sense
+
+    layout, radio = site.layout, site.radio
+    x_min, x_max = layout.x_range
+    span = x_max - x_min
+    k, n = config.num_episodes, config.samples_per_trial
+    times = np.arange(n) * config.sample_period_s
+    lanes = layout.lane_centres
+    lane = rng.integers(0, len(lanes), k)
+    speed = rng.uniform(*config.speed_kmh, k) / 3.6
+    segment = config.segment_fraction * span
+    start = rng.uniform(x_min, x_max - segment, k) if segment < span else np.full(k, x_min)
+    phase = rng.uniform(0, segment, k)
+    blockers = _category_blockers(category, layout, rng, times)
+    ids = np.arange(k)
+    width = radio.codebook.shape[1]
+    out = {
+        "rf": np.zeros((k, n, width), dtype=np.float32),
+        "gps": np.zeros((k, n, 2), dtype=np.float32),
+        "img": np.zeros((k, n, 90, 160, 3), dtype=np.uint8),
+        "lidar": np.zeros((k, n, 20, 20, 20), dtype=np.int8),
+        "channel": np.zeros((k, n, radio.codebook.shape[0]), dtype=np.complex64),
+        "position": np.zeros((k, n, 3), dtype=np.float32),
+        "los": np.zeros((k, n), dtype=bool),
+    }
+    for step, t in enumerate(times):
+        x = start + np.mod(phase + speed * t, segment)
+        positions = np.stack([x, lanes[lane], np.full(k, layout.antenna_height_m)], axis=1)
+        obstacles = Boxes.concat(vehicle_boxes(layout, positions, ids), blockers[step])
+        h = site.channel.channels(positions, obstacles, ids)
+        rss_w = rss_vector(h, radio.codebook, radio.p_max)
+        out["rf"][:, step] = np.where(rss_w > radio.feedback_threshold, rss_w * 1e3, 0.0)
+        sensors = sense(layout, (positions, ids, obstacles), rng, config=sensor_config)
+        out["gps"][:, step] = sensors["gps"]
+        out["img"][:, step] = sensors["image"]
+        out["lidar"][:, step] = sensors["lidar"]
+        out["channel"][:, step] = h
+        out["position"][:, step] = positions
+        rsu = np.broadcast_to(layout.rsu_position, positions.shape)
+        hits = segment_hits(rsu, positions, obstacles)
+        own = obstacles.owner[None, :] == ids[:, None]
+        out["los"][:, step] = ~(hits & ~own).any(axis=1)
+    # sensors a vehicle lacks (or lost) leave zeros in the FLASH files
+    out["img"][~available[:, :, 1]] = 0
+    out["lidar"][~available[:, :, 2]] = 0
+    return out
+
+
+def _availability(config: FlashLikeConfig, rng: np.random.Generator, total: int) -> np.ndarray:
+    """(K, total, 3) bool: which sensors each vehicle has at each of its samples."""
+    k = config.num_episodes
+    have = np.ones((k, total, 3), dtype=bool)
+    for column, completeness in ((1, config.image_completeness), (2, config.lidar_completeness)):
+        if completeness >= 1:
+            continue
+        if config.missing == "vehicles":
+            lacking = rng.permutation(k)[: int(round(k * (1 - completeness)))]
+            have[lacking, :, column] = False
+        else:
+            have[:, :, column] = rng.random((k, total)) < completeness
+    return have
+
+
+def generate_flash_like(out: str | os.PathLike, config: FlashLikeConfig | None = None, *,
+                        quiet: bool = False) -> dict[str, Any]:
+    """Write a FLASH-layout data set to ``out``; returns (and writes to
+    ``out/dataset.json``) its summary: configuration, zeta, kappa, LoS share per category.
+
+    Deterministic: the same configuration writes identical arrays. A directory that
+    already holds a finished data set of the same configuration is left as it is.
+    """
+    from v2xsim.sensing import SensorConfig
+
+    config = config or FlashLikeConfig()
+    root = Path(out)
+    summary_path = root / "dataset.json"
+    if summary_path.exists():
+        try:
+            previous = json.loads(summary_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        if previous.get("config") == _plain(config) and previous.get("format") == DATA_FORMAT:
+            return previous
+    if root.exists() and any(root.iterdir()):
+        raise DataError(f"{root}: output directory is not empty (and holds no data set of this configuration)")
+    site = _site(config)
+    sensor_config = SensorConfig(gps_noise_m=config.gps_noise_m, lidar_dropout=config.lidar_dropout)
+    seeds = np.random.SeedSequence([config.seed, 424242])
+    availability_rng, *trial_seeds = [np.random.default_rng(s) for s in
+                                      seeds.spawn(1 + len(config.categories) * config.trials_per_category)]
+    per_vehicle = len(config.categories) * config.trials_per_category * config.samples_per_trial
+    available = _availability(config, availability_rng, per_vehicle)
+    feedback: list[list[np.ndarray]] = [[] for _ in range(config.num_episodes)]
+    los_share: dict[str, float] = {}
+    started = time.perf_counter()
+    trial_index = 0
+    column = 0
+    for category in config.categories:
+        los = []
+        for trial in range(config.trials_per_category):
+            rows = slice(column, column + config.samples_per_trial)
+            arrays = _trial(config, site, category, trial_seeds[trial_index], sensor_config, available[:, rows])
+            for episode in range(config.num_episodes):
+                folder = root / f"Cat{category}" / f"trial_{trial}" / f"episode_{episode}"
+                save_flash_episode(folder, rf=arrays["rf"][episode], gps=arrays["gps"][episode],
+                                   img=arrays["img"][episode], lidar=arrays["lidar"][episode])
+                np.savez_compressed(folder / EXTRA_FILE, available=available[episode, rows],
+                                    channel=arrays["channel"][episode], position=arrays["position"][episode],
+                                    trial=np.full(config.samples_per_trial, trial_index),
+                                    los=arrays["los"][episode])
+                feedback[episode].append(arrays["rf"][episode] > 0)
+            los.append(arrays["los"])
+            trial_index += 1
+            column += config.samples_per_trial
+            if not quiet:
+                done = trial_index
+                total = len(config.categories) * config.trials_per_category
+                print(f"\rFLASH-like data: trial {done}/{total}, {time.perf_counter() - started:.0f} s",
+                      end="\n" if done == total else "", file=sys.stderr, flush=True)
+        los_share[str(category)] = float(np.mean(np.concatenate([a.ravel() for a in los])))
+    counts = available.sum(axis=1)  # (K, 3)
+    summary = {
+        "format": DATA_FORMAT,
+        "config": _plain(config),
+        "num_samples": int(per_vehicle * config.num_episodes),
+        "num_beams": int(site.radio.codebook.shape[1]),
+        "zeta": float(label_overlap([np.concatenate(f) for f in feedback])),
+        "kappa": dict(zip(SENSORS, (float(v) for v in modality_completeness(counts)))),
+        "los_share": los_share,
+        "mean_beams_heard": float(np.mean([np.concatenate(f).sum(axis=1).mean() for f in feedback])),
+        "rf_units": "received power [mW], 0 below the sensitivity",
+    }
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def _plain(config: FlashLikeConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def load_extras(root: str | os.PathLike, *, categories=None) -> dict[int, dict[str, np.ndarray]]:
+    """The generator's extra arrays (``available``, ``channel``, ``position``, ``trial``, ``los``) per
+    episode, in the sample order of :func:`v2xsim.data.flash.load_flash`."""
+    parts: dict[int, dict[str, list[np.ndarray]]] = {}
+    for item in find_episodes(root, categories=categories):
+        path = item.path / EXTRA_FILE
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {key: f[key] for key in EXTRA_KEYS}
+        except (OSError, KeyError, ValueError, EOFError) as error:
+            raise DataError(f"{path}: cannot read the generator's extra arrays ({error})") from None
+        episode = parts.setdefault(item.episode, {})
+        for key, array in arrays.items():
+            episode.setdefault(key, []).append(array)
+    return {e: {key: np.concatenate(chunks) for key, chunks in parts[e].items()} for e in sorted(parts)}
+
+
+def load_flash_like(root: str | os.PathLike, *, categories=None, modalities=None) -> dict[int, dict[str, np.ndarray]]:
+    """:func:`load_flash` plus the generator's extra arrays merged into each episode."""
+    data = load_flash(root, categories=categories, modalities=modalities)
+    extras = load_extras(root, categories=categories)
+    for episode, arrays in data.items():
+        if episode not in extras or len(extras[episode]["trial"]) != len(arrays["rss"]):
+            raise DataError(f"{root}: episode {episode} has no matching {EXTRA_FILE} files")
+        arrays.update(extras[episode])
+    return data
+
+
+def trial_split(data: dict[int, dict[str, np.ndarray]], *, test_fraction: float = 0.2,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Trials for training and testing (whole trials, so neighbouring snapshots never
+    straddle the split), seeded; every category keeps at least one training trial."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    first = data[min(data)]
+    trials = np.unique(first["trial"])
+    rng = np.random.default_rng([seed, 99])
+    test = []
+    for category in np.unique(first["category"]):
+        mine = np.unique(first["trial"][first["category"] == category])
+        count = min(len(mine) - 1, max(1, int(round(test_fraction * len(mine))))) if len(mine) > 1 else 0
+        test.extend(rng.choice(mine, count, replace=False).tolist())
+    test_trials = np.array(sorted(test), dtype=int)
+    return np.setdiff1d(trials, test_trials), test_trials
+
+
+def dataset_dir(config: FlashLikeConfig, cache: Path) -> Path:
+    """Cache folder of the data set of ``config`` (named by a hash of the configuration)."""
+    import hashlib
+
+    payload = {"format": DATA_FORMAT, "config": _plain(config)}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache) / f"flashlike-{digest}"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "balanced": {},
+    # each vehicle sees its own short stretch of road, as FLASH's time-offset trials do
+    "flash": {"segment_fraction": FLASH_SEGMENT_FRACTION},
+}
+
+
+def config_from_overrides(overrides: list[str], *, preset: str = "balanced") -> FlashLikeConfig:
+    """A :class:`FlashLikeConfig` from a preset plus ``key=value`` texts (TOML values);
+    unknown keys raise ``ConfigError`` listing the valid ones."""
+    from dataclasses import fields
+
+    from v2xsim.config import apply_overrides
+    from v2xsim.errors import ConfigError
+
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown {preset!r}; valid: {', '.join(PRESETS)}")
+    values = apply_overrides(dict(PRESETS[preset]), overrides)
+    valid = [f.name for f in fields(FlashLikeConfig)]
+    for key in values:
+        if key not in valid:
+            raise ConfigError(f"--set {key}: unknown data-set option; valid: {', '.join(valid)}")
+    try:
+        return FlashLikeConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
