@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--out", required=True, help="output directory (new or empty)")
     dataset.add_argument("--preset", choices=["balanced", "flash"], default="balanced",
                          help="'flash': label imbalance near the FLASH data set's zeta of 2.9 %%")
+    dataset.add_argument("--backend", choices=["geometric", "sionna", "sionna_rt"], default=None,
+                         help="channel backend; 'sionna' (= sionna_rt) ray-traces channels, camera and LiDAR")
     dataset.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="a FlashLikeConfig field, e.g. --set trials_per_category=10 (repeatable)")
     dataset.add_argument("--quiet", action="store_true", help="no progress output")
@@ -70,7 +72,10 @@ def _dataset(args: argparse.Namespace) -> int:
 
     from v2xsim.data.flash_like import config_from_overrides, generate_flash_like
 
-    config = config_from_overrides(args.overrides, preset=args.preset)
+    overrides = list(args.overrides)
+    if args.backend is not None:
+        overrides.append(f'backend="{"sionna_rt" if args.backend == "sionna" else args.backend}"')
+    config = config_from_overrides(overrides, preset=args.preset)
     summary = generate_flash_like(args.out, config, quiet=args.quiet)
     if not args.quiet:
         shown = {k: summary[k] for k in ("num_samples", "num_beams", "zeta", "kappa", "los_share")}

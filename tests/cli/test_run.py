@@ -37,6 +37,7 @@ def headline_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = v2xsim("run", HEADLINE, "--out", out, *FAST)
     assert result.returncode == 0, result.stderr
+    assert "training" not in result.stderr  # --quiet silences the first run's training progress
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from v2xsim.progress import silenced
 from v2xsim.agents.gba_rsu import GBARSU
 from v2xsim.agents.rsu_variants import MLPRSU, TransformerRSU
 from v2xsim.agents.torch_rates import sum_rate as torch_sum_rate
@@ -277,6 +278,7 @@ def train_rsu(config: RSUTrainingConfig, *, directory: Path | None = None, quiet
     checkpoint that the next call resumes from (the result is then bit-identical to an
     uninterrupted run).
     """
+    quiet = quiet or silenced()
     directory = directory or cache_dir()
     final = directory / f"rsu-{config.key()}.pt"
     partial = directory / f"rsu-{config.key()}.partial.pt"

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from v2xsim.progress import silenced
 from v2xsim.agents.gba_vehicle import DEPLOYMENTS, MODALITIES, GBAVehicle
 from v2xsim.agents.train_rsu import _hash, cache_dir
 from v2xsim.metrics import bit_accuracy, exact_match_accuracy, top1_beam_hit
@@ -178,6 +179,7 @@ def train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], 
     every array). With a ``data_key``, ``data`` may be a function that loads the samples;
     it is only called when there is no finished checkpoint.
     """
+    quiet = quiet or silenced()
     directory = directory or cache_dir()
     if data_key is None:
         data = data() if callable(data) else data

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from v2xsim.progress import silenced
 from v2xsim.data.flash import CATEGORIES, find_episodes, load_flash, save_flash_episode
 from v2xsim.errors import DataError
 from v2xsim.metrics import label_overlap, modality_completeness
@@ -75,7 +76,9 @@ class FlashLikeConfig:
         image_completeness, lidar_completeness: kappa of RGB / LiDAR (GPS is always on).
         missing: "vehicles" (whole vehicles lack the sensor) or "samples" (random loss).
         gps_noise_m: GPS error standard deviation [m]. lidar_dropout: LiDAR point loss.
-        channel: options of the geometric channel backend.
+        backend: channel backend ("geometric", or "sionna_rt": channels, camera and LiDAR
+            all come from the same ray-traced 3-D scene).
+        channel: options of the channel backend.
         seed: all randomness.
     """
 
@@ -93,6 +96,7 @@ class FlashLikeConfig:
     missing: str = "vehicles"
     gps_noise_m: float = 0.5
     lidar_dropout: float = 0.1
+    backend: str = "geometric"
     channel: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
 
@@ -134,8 +138,8 @@ class _Site:
 
 
 def _site(config: FlashLikeConfig) -> _Site:
-    from v2xsim.channel.geometric import GeometricChannel
     from v2xsim.config import RadioConfig, RoadConfig, Scenario
+    from v2xsim.registry import CHANNEL
     from v2xsim.sim.engine import layout_of, radio_of
 
     try:
@@ -145,8 +149,11 @@ def _site(config: FlashLikeConfig) -> _Site:
         raise ValueError(f"road / radio options: {error}") from None
     layout, radio = layout_of(scenario), radio_of(scenario)
     options = {"seed": config.seed, **config.channel}
-    channel = GeometricChannel(layout=layout, num_antennas=scenario.radio.num_antennas,
-                               carrier_hz=scenario.radio.carrier_ghz * 1e9, **options)
+    try:
+        channel = CHANNEL.create(config.backend, layout=layout, num_antennas=scenario.radio.num_antennas,
+                                 carrier_hz=scenario.radio.carrier_ghz * 1e9, **options)
+    except TypeError as error:
+        raise ValueError(f"channel options: {error}") from None
     return _Site(layout, radio, channel, scenario.radio.carrier_ghz * 1e9)
 
 
@@ -228,7 +235,10 @@ def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.G
         h = site.channel.channels(positions, obstacles, ids)
         rss_w = rss_vector(h, radio.codebook, radio.p_max)
         out["rf"][:, step] = np.where(rss_w > radio.feedback_threshold, rss_w * 1e3, 0.0)
-        sensors = sense(layout, (positions, ids, obstacles), rng, config=sensor_config)
+        if hasattr(site.channel, "sense"):  # a 3-D scene renders its own camera and LiDAR
+            sensors = site.channel.sense(positions, ids, obstacles, rng, sensor_config)
+        else:
+            sensors = sense(layout, (positions, ids, obstacles), rng, config=sensor_config)
         out["gps"][:, step] = sensors["gps"]
         out["img"][:, step] = sensors["image"]
         out["lidar"][:, step] = sensors["lidar"]
@@ -269,6 +279,7 @@ def generate_flash_like(out: str | os.PathLike, config: FlashLikeConfig | None =
     """
     from v2xsim.sensing import SensorConfig
 
+    quiet = quiet or silenced()
     config = config or FlashLikeConfig()
     root = Path(out)
     summary_path = root / "dataset.json"

@@ -37,8 +37,11 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
     # learned schemes train (or load) their models here, once, before any worker starts
     from v2xsim.registry import SCHEME
 
-    for spec in scenario.schemes:
-        SCHEME.create(spec.name, **spec.options).prepare(scenario)
+    from v2xsim.progress import quiet_mode
+
+    with quiet_mode(quiet):
+        for spec in scenario.schemes:
+            SCHEME.create(spec.name, **spec.options).prepare(scenario)
     outputs: dict[int, RunOutput] = {}
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
