@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("kind", choices=["flash-like"], help="data-set generator")
     dataset.add_argument("--out", required=True, help="output directory (new or empty)")
     dataset.add_argument("--preset", choices=["balanced", "flash"], default="balanced",
-                         help="'flash': label imbalance near the FLASH data set's zeta of 2.9 %%")
+                         help="'flash': each vehicle keeps its own lane and 5 %% of the road (label imbalance, zeta about 0.11)")
     dataset.add_argument("--backend", choices=["geometric", "sionna", "sionna_rt"], default=None,
                          help="channel backend; 'sionna' (= sionna_rt) ray-traces channels, camera and LiDAR")
     dataset.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

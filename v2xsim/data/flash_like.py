@@ -54,8 +54,10 @@ EXTRA_FILE = "v2xsim.npz"
 EXTRA_KEYS = ("available", "channel", "position", "trial", "los")
 #: bumped whenever the files a configuration produces change (names cached data sets)
 DATA_FORMAT = 2
-#: label-imbalance preset near FLASH's zeta = 2.9 % (seed 002, Section V-A)
-FLASH_SEGMENT_FRACTION = 0.15
+#: label-imbalance preset towards FLASH's zeta = 2.9 % (seed 002, Section V-A): each vehicle
+#: keeps one lane and 5 % of the road. It reaches zeta of about 0.11, not 0.03: blocked
+#: samples hear nothing here, and that shared all-zero label puts a floor under the overlap.
+FLASH_SEGMENT_FRACTION = 0.05
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +75,7 @@ class FlashLikeConfig:
         speed_kmh: (low, high) range of vehicle speeds [km/h].
         segment_fraction: share of the covered road each vehicle drives through within a
             trial (wrapping around); 1 = everyone covers everything (balanced labels).
+        fixed_lanes: every vehicle keeps one lane in all trials (else a random lane per trial).
         image_completeness, lidar_completeness: kappa of RGB / LiDAR (GPS is always on).
         missing: "vehicles" (whole vehicles lack the sensor) or "samples" (random loss).
         gps_noise_m: GPS error standard deviation [m]. lidar_dropout: LiDAR point loss.
@@ -91,6 +94,7 @@ class FlashLikeConfig:
     sample_period_s: float = 0.25
     speed_kmh: tuple[float, float] = (20.0, 60.0)
     segment_fraction: float = 1.0
+    fixed_lanes: bool = False
     image_completeness: float = 1.0
     lidar_completeness: float = 1.0
     missing: str = "vehicles"
@@ -200,8 +204,9 @@ def _category_blockers(category: int, layout, rng: np.random.Generator, times: n
 
 
 def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.Generator,
-           sensor_config, available: np.ndarray) -> dict[str, np.ndarray]:
-    """Arrays of one trial, indexed [episode, sample, ...]."""
+           sensor_config, available: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
+    """Arrays of one trial, indexed [episode, sample, ...]; vehicle k drives within
+    ``[start[k], start[k] + segment_fraction x coverage)`` [m]."""
     from v2xsim.metrics import rss_vector
     from v2xsim.sensing import sense
 
@@ -212,9 +217,10 @@ def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.G
     times = np.arange(n) * config.sample_period_s
     lanes = layout.lane_centres
     lane = rng.integers(0, len(lanes), k)
+    if config.fixed_lanes:
+        lane = np.arange(k) % len(lanes)
     speed = rng.uniform(*config.speed_kmh, k) / 3.6
     segment = config.segment_fraction * span
-    start = rng.uniform(x_min, x_max - segment, k) if segment < span else np.full(k, x_min)
     phase = rng.uniform(0, segment, k)
     blockers = _category_blockers(category, layout, rng, times)
     ids = np.arange(k)
@@ -299,6 +305,12 @@ def generate_flash_like(out: str | os.PathLike, config: FlashLikeConfig | None =
                                       seeds.spawn(1 + len(config.categories) * config.trials_per_category)]
     per_vehicle = len(config.categories) * config.trials_per_category * config.samples_per_trial
     available = _availability(config, availability_rng, per_vehicle)
+    # each vehicle keeps its own stretch of road in every trial (its trajectory), as the
+    # time-offset FLASH episodes do: the source of label imbalance
+    x_min, x_max = site.layout.x_range
+    segment = config.segment_fraction * (x_max - x_min)
+    starts = (availability_rng.uniform(x_min, x_max - segment, config.num_episodes)
+              if config.segment_fraction < 1 else np.full(config.num_episodes, x_min))
     feedback: list[list[np.ndarray]] = [[] for _ in range(config.num_episodes)]
     los_share: dict[str, float] = {}
     started = time.perf_counter()
@@ -308,7 +320,8 @@ def generate_flash_like(out: str | os.PathLike, config: FlashLikeConfig | None =
         los = []
         for trial in range(config.trials_per_category):
             rows = slice(column, column + config.samples_per_trial)
-            arrays = _trial(config, site, category, trial_seeds[trial_index], sensor_config, available[:, rows])
+            arrays = _trial(config, site, category, trial_seeds[trial_index], sensor_config, available[:, rows],
+                            starts)
             for episode in range(config.num_episodes):
                 folder = root / f"Cat{category}" / f"trial_{trial}" / f"episode_{episode}"
                 save_flash_episode(folder, rf=arrays["rf"][episode], gps=arrays["gps"][episode],
@@ -405,7 +418,7 @@ def dataset_dir(config: FlashLikeConfig, cache: Path) -> Path:
 PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {},
     # each vehicle sees its own short stretch of road, as FLASH's time-offset trials do
-    "flash": {"segment_fraction": FLASH_SEGMENT_FRACTION},
+    "flash": {"segment_fraction": FLASH_SEGMENT_FRACTION, "fixed_lanes": True},
 }
 
 
