@@ -155,11 +155,17 @@ class SchemeRunner:
 
     def _sense(self, snap: Snapshot) -> dict[str, np.ndarray]:
         """Every car's own sensor readings of ``snap`` (GPS, camera, LiDAR), rows as in
-        ``snap.ids``, in the scheme's sensor configuration."""
+        ``snap.ids``, in the scheme's sensor configuration. A channel backend with its own
+        3-D scene (``channel.sense``, e.g. Sionna RT) senses that scene; otherwise the
+        geometric sensors of :mod:`v2xsim.sensing` see the boxes of the world."""
         from v2xsim.sensing import sense
 
         config = getattr(self.scheme, "sensor_config", None)
-        readings = sense(self.world.layout, (snap.positions, snap.ids, snap.obstacles), self.rng, config=config)
+        scene_sense = getattr(self.world.channel, "sense", None)
+        if scene_sense is not None:
+            readings = scene_sense(snap.positions, snap.ids, snap.obstacles, self.rng, config=config)
+        else:
+            readings = sense(self.world.layout, (snap.positions, snap.ids, snap.obstacles), self.rng, config=config)
         readings["ids"] = snap.ids.copy()
         return readings
 

@@ -1,0 +1,169 @@
+"""Sensors of the Sionna RT backend: camera and LiDAR from the ray-traced 3-D scene, in the
+formats of :func:`v2xsim.sensing.sense`. Tests that ray cast need sionna-rt; they are
+skipped, with the reason, only when it cannot be imported."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from v2xsim.channel.sionna_rt import SionnaRTChannel, camera_rays, import_sionna
+from v2xsim.sensing import SensorConfig, sense
+from v2xsim.sensing.camera import KIND_COLOURS, _view
+from v2xsim.sensing.lidar import grid_bounds
+from v2xsim.sim.rsu import SchemeRunner
+from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop, vehicle_boxes
+
+try:
+    import_sionna()
+    SIONNA_ERROR = None
+except ImportError as exc:  # pragma: no cover - CI installs sionna-rt
+    SIONNA_ERROR = str(exc)
+needs_sionna = pytest.mark.skipif(SIONNA_ERROR is not None, reason=f"sionna-rt not importable: {SIONNA_ERROR}")
+
+STREET = RoadLayout()
+OPEN = RoadLayout(buildings=False)
+#: ego car in the far lane, looking across the road (-y) at the RSU side
+EGO = np.array([[2.0, STREET.lane_centres[2], STREET.antenna_height_m]])
+EGO_ID = np.array([7])
+
+
+@pytest.fixture(scope="module")
+def street() -> SionnaRTChannel:
+    return SionnaRTChannel(layout=STREET, num_antennas=16, carrier_hz=60e9, seed=0, scene="street_canyon",
+                           cache=False)
+
+
+@pytest.fixture(scope="module")
+def empty() -> SionnaRTChannel:
+    return SionnaRTChannel(layout=OPEN, scene="empty", cache=False)
+
+
+def own_body() -> Boxes:
+    return vehicle_boxes(STREET, EGO, EGO_ID)
+
+
+def truck_in_view(x: float) -> Boxes:
+    """A truck in the middle lane at ``x``, between the ego car and the RSU when x ~ 2."""
+    return on_ground("truck", [x], [STREET.lane_centres[1]])
+
+
+def rsu_cells(layout: RoadLayout, ego: np.ndarray, grid: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    lower, upper = grid_bounds(layout, ego)
+    return lower, (upper - lower) / grid
+
+
+# ----------------------------------------------------------------- no ray casting
+def test_pixel_rays_are_the_geometric_cameras_at_one_sample():
+    np.testing.assert_allclose(camera_rays(160, 90, 110.0, -90.0, 10.0, 1)[0],
+                               _view(160, 90, 110.0, -90.0, 10.0).rays, atol=1e-12)
+    rays = camera_rays(160, 90, 110.0, -90.0, 10.0, 4)
+    assert rays.shape == (4, 90 * 160, 3)
+    np.testing.assert_allclose(np.linalg.norm(rays, axis=-1), 1.0)
+    assert len({tuple(r) for r in rays[:, 0].round(9)}) == 4  # distinct sub-pixel samples
+
+
+class _FakeScene:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def sense(self, positions, ids, obstacles, rng, config=None):
+        self.calls += 1
+        return {"gps": np.zeros((len(ids), 2), np.float32)}
+
+
+def test_scheme_runner_senses_through_the_channel_backend_when_it_can():
+    snap = SimpleNamespace(positions=EGO, ids=EGO_ID, obstacles=own_body())
+    runner = SchemeRunner.__new__(SchemeRunner)  # only _sense is exercised
+    runner.scheme, runner.rng = SimpleNamespace(), np.random.default_rng(0)
+    runner.world = SimpleNamespace(layout=STREET, channel=_FakeScene())
+    readings = runner._sense(snap)
+    assert runner.world.channel.calls == 1 and set(readings) == {"gps", "ids"}
+    runner.world = SimpleNamespace(layout=STREET, channel=object())  # no sense(): geometric sensors
+    assert {"gps", "image", "lidar", "ids"} <= set(runner._sense(snap))
+
+
+# ----------------------------------------------------------------- ray casting
+@needs_sionna
+def test_formats_equal_those_of_the_geometric_sensors(street):
+    drop = random_drop(np.random.default_rng(2), STREET, 5)
+    ours = street.sense(drop.rx_positions, drop.rx_ids, drop.obstacles, np.random.default_rng(1))
+    theirs = sense(STREET, drop, np.random.default_rng(1))
+    assert set(ours) == set(theirs) == {"gps", "image", "lidar"}
+    for key in theirs:
+        assert ours[key].shape == theirs[key].shape and ours[key].dtype == theirs[key].dtype, key
+    np.testing.assert_array_equal(ours["gps"], theirs["gps"])  # GPS draws first, from the same rng
+    assert set(np.unique(ours["lidar"])) <= {-2, -1, 0, 1}
+    none = street.sense(np.zeros((0, 3)), np.zeros(0, int), drop.obstacles, np.random.default_rng(1))
+    assert none["image"].shape == (0, 90, 160, 3) and none["lidar"].shape == (0, 20, 20, 20)
+
+
+@needs_sionna
+def test_image_is_not_blank_and_changes_when_a_truck_moves_into_view(street):
+    rng = np.random.default_rng(0)
+    away = street.sense(EGO, EGO_ID, Boxes.concat(own_body(), truck_in_view(-60.0)), rng)["image"][0]
+    near = street.sense(EGO, EGO_ID, Boxes.concat(own_body(), truck_in_view(2.0)), rng)["image"][0]
+    # the street: facades, sky, sidewalk, road, markings, RSU ...
+    assert len(np.unique(away.reshape(-1, 3), axis=0)) >= 6
+    assert away.astype(float).std() > 15.0
+    changed = np.any(away != near, axis=-1).mean()
+    assert changed > 0.2, changed
+    # the truck's side (base colour shaded) fills the centre of the view
+    red = (near[..., 0] > 100) & (near[..., 1] < 60) & (near[..., 2] < 60)
+    assert red[30:60, 60:100].mean() > 0.9
+    assert not ((away[..., 0] > 100) & (away[..., 1] < 60) & (away[..., 2] < 60)).any()
+    assert KIND_COLOURS["truck"][0] > 100  # the colour the check above relies on
+
+
+@needs_sionna
+def test_lidar_marks_the_car_and_has_one_ego_and_one_rsu_cell(street):
+    neighbour = on_ground("car", [2.0], [STREET.lane_centres[1]], owner=[3])  # next lane, beside the ego
+    grid = street.sense(EGO, EGO_ID, Boxes.concat(own_body(), neighbour), np.random.default_rng(0))["lidar"][0]
+    assert (grid == -2).sum() == 1 and (grid == -1).sum() == 1
+    marked = np.argwhere(grid == 1)
+    assert len(marked) > 5
+    lower, step = rsu_cells(STREET, EGO[0])
+    centres = lower + (marked + 0.5) * step
+    box_lower, box_upper = neighbour.lower[0], neighbour.upper[0]
+    # every point lies on the car (within a cell of its box): buildings, posts and ground are background
+    assert np.all((centres >= box_lower - step) & (centres <= box_upper + step))
+
+
+@needs_sionna
+def test_own_body_gives_no_lidar_points_and_is_not_in_the_picture(street):
+    rng = np.random.default_rng(0)
+    alone = street.sense(EGO, EGO_ID, own_body(), rng)
+    assert (alone["lidar"][0] == 1).sum() == 0
+    nothing = street.sense(EGO, EGO_ID, Boxes.empty(), rng)
+    np.testing.assert_array_equal(alone["image"], nothing["image"])
+    # the same box owned by someone else is right under the sensor: plenty of points
+    body = own_body()
+    foreign = Boxes(body.centre, body.size, body.kind, owner=[99])
+    assert (street.sense(EGO, EGO_ID, foreign, rng)["lidar"][0] == 1).sum() > 5
+
+
+@needs_sionna
+def test_same_rng_seed_gives_the_same_lidar_grid(street):
+    drop = random_drop(np.random.default_rng(4), STREET, 4)
+    config = SensorConfig(lidar_dropout=0.3, lidar_range_noise_m=0.1)
+    args = (drop.rx_positions, drop.rx_ids, drop.obstacles)
+    first = street.sense(*args, np.random.default_rng(9), config=config)
+    second = street.sense(*args, np.random.default_rng(9), config=config)
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    other = street.sense(*args, np.random.default_rng(10), config=config)
+    assert np.any(other["lidar"] != first["lidar"])
+
+
+@needs_sionna
+def test_without_buildings_the_scene_sensors_match_the_geometric_ones(empty):
+    drop = random_drop(np.random.default_rng(6), OPEN, 4, num_trucks=1, num_pedestrians=2)
+    ours = empty.sense(drop.rx_positions, drop.rx_ids, drop.obstacles, np.random.default_rng(3))
+    theirs = sense(OPEN, drop, np.random.default_rng(3))
+    # same scan, same rng draws, same boxes: the grids agree up to float rounding at cell edges
+    assert np.mean(ours["lidar"] != theirs["lidar"]) < 1e-3
+    # same pose, palette and shading; only the horizon differs (the scene's ground ends)
+    same = np.all(ours["image"] == theirs["image"], axis=-1).mean()
+    assert same > 0.9, same
