@@ -9,6 +9,7 @@ road and radio and trains GBA-Vehicle on it (both cached).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -158,8 +159,9 @@ class GBA(Scheme):
         # the data set's folder name hashes its configuration: it names the checkpoint too
         return train_vehicle(vehicle_config, samples, data_key=root.name)
 
-    @property
+    @functools.cached_property
     def sensor_config(self):
+        """The cars' sensors as in the training data (GPS noise, LiDAR dropout); built once."""
         from v2xsim.sensing import SensorConfig
 
         data_config, _ = self.vehicle_configs()
