@@ -55,7 +55,28 @@ def test_pruning_ignores_a_missing_modality_while_the_baselines_do_not():
                                    model(gps_only, deployment=deployment))
 
 
+@pytest.mark.parametrize("fusion", ["mean", "sum"])
+def test_fusion_rule_and_what_sensor_based_padding_adds(fusion):
+    torch.manual_seed(3)
+    model = GBAVehicle(num_beams=8, features=SMALL, hidden=32, fusion=fusion).eval()
+    x = inputs(4)
+    features = model.features(x)
+    blocks = {m: model.fusion_blocks[m](features[m]) for m in model.modalities}
+    scale = 1.0 / 3 if fusion == "mean" else 1.0
+    torch.testing.assert_close(model(x), model.fusion_head(scale * sum(blocks.values())))
+    # GPS only: pruning fuses the GPS block alone (mean over one block = the block) ...
+    gps_only = {"gps": x["gps"]}
+    torch.testing.assert_close(model(gps_only), model.fusion_head(blocks["gps"]))
+    # ... sensor-based adds the missing blocks' biases and, with the mean, still divides by 3
+    padded = blocks["gps"] + model.fusion_blocks["image"].bias + model.fusion_blocks["lidar"].bias
+    torch.testing.assert_close(model(gps_only, deployment="sensor"), model.fusion_head(scale * padded))
+
+
 def test_bad_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="fusion"):
+        GBAVehicle(num_beams=8, fusion="max")
+    with pytest.raises(ValueError, match="fusion"):
+        VehicleTrainingConfig(fusion="concat")
     with pytest.raises(ValueError, match="modalities"):
         GBAVehicle(num_beams=8, modalities=("sonar",))
     model = GBAVehicle(num_beams=8, features=SMALL, hidden=8)

@@ -96,3 +96,17 @@ def test_stage_three_retraining_continues_from_stage_one(tmp_path, cache):
     assert any(not torch.equal(a, b) for a, b in zip(stage1.state_dict().values(), both.state_dict().values()))
     rates = rsu_sum_rates(both, cached_drops(DATA, split="test", directory=cache))
     assert np.all(np.isfinite(rates)) and rates.mean() > 0
+
+
+def test_random_dropping_helps_more_at_large_k_when_training_graphs_are_few(cache, test_drops):
+    """Table IV shape: with few training graphs per K the network overfits them, and
+    dropping vehicles (new sub-graphs every step) helps, the more so the larger K."""
+    few = DataConfig(radio=RADIO, num_vehicles=(1, 2, 3, 4, 5, 6), samples_per_k=20)
+    rates = {drop: rsu_sum_rates(train_rsu(RSUTrainingConfig(hidden=96, steps=800, batch_size=128, data=few,
+                                                              random_dropping=drop), directory=cache, quiet=True),
+                                 test_drops) for drop in (True, False)}
+    k = test_drops.mask.sum(axis=1)
+    gain_large = rates[True][k >= 5].mean() - rates[False][k >= 5].mean()
+    gain_small = rates[True][k <= 2].mean() - rates[False][k <= 2].mean()
+    assert gain_large > 0.1
+    assert gain_large > gain_small

@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "scenarios" / "rsu_ablation.toml"
 TINY = ["--set", "num_vehicles=[1, 3]", "--set", "samples_per_k=20",
         "--set", "training={hidden=8, steps=20, batch_size=16}",
-        "--set", 'variants=[{label="GNN"}, {label="MLP", architecture="mlp"}]',
+        "--set", 'variants=[{label="GNN"}, {label="GNN, 5 graphs", train_samples_per_k=5}, '
+                 '{label="MLP", architecture="mlp"}]',
         "--set", 'baselines=["zf_sweep"]', "--set", 'radio={num_antennas=4, num_beams=6}']
 
 
@@ -21,10 +22,17 @@ def test_tiny_study_writes_tables_and_plot(tmp_path):
     result = v2xsim("study", STUDY, "--out", tmp_path / "out", *TINY, "--quiet", cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "out" / "table.md").read_text()
-    for label in ("zf_sweep", "GNN", "GNN (reordered)", "MLP", "MLP (reordered)"):
+    for label in ("zf_sweep", "GNN", "GNN (reordered)", "GNN, 5 graphs", "MLP", "MLP (reordered)"):
         assert f"| {label} |" in table
     assert (tmp_path / "out" / "sum_rate_vs_k.png").stat().st_size > 10_000
     assert "nan" not in (tmp_path / "out" / "table.csv").read_text().lower()
+
+
+def test_bad_training_graph_count_exits_2_naming_it(tmp_path):
+    result = v2xsim("study", STUDY, "--out", tmp_path, "--set", 'variants=[{label="x", train_samples_per_k=0}]',
+                    cache=tmp_path / "cache")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "train_samples_per_k" in result.stderr
 
 
 def test_bad_study_key_exits_2_with_one_line(tmp_path):

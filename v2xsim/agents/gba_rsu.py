@@ -76,14 +76,14 @@ class BeamProjection(nn.Module):
         per vehicle, pruned and scaled, scattered onto its argmax beam."""
         amplitude, beam = z.max(dim=-1)  # (B, K)
         if mask is not None:
-            amplitude = amplitude * mask.to(amplitude.dtype)
+            amplitude = torch.where(mask, amplitude, 0.0)
         if self.renormalise:
             power = amplitude * amplitude
             total = power.sum(dim=-1, keepdim=True)
-            amplitude = torch.where(power >= PRUNE_SHARE * total, amplitude, torch.zeros_like(amplitude))
-            total = (amplitude * amplitude).sum(dim=-1, keepdim=True)
-            amplitude = amplitude * torch.where(total > 0, torch.sqrt(p_max / total.clamp_min(1e-30)),
-                                                torch.zeros_like(total))
+            kept = power >= PRUNE_SHARE * total
+            amplitude = torch.where(kept, amplitude, 0.0)
+            total = torch.where(kept, power, 0.0).sum(dim=-1, keepdim=True)
+            amplitude = amplitude * torch.where(total > 0, (p_max / total.clamp_min(1e-30)).sqrt_(), 0.0)
         return torch.zeros_like(z).scatter_(-1, beam.unsqueeze(-1), amplitude.unsqueeze(-1))
 
 
@@ -129,8 +129,7 @@ class GBARSU(nn.Module):
     def adjacency(v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K, K) bool: vehicles sharing a candidate beam, no self loops, no padding."""
         shared = (v @ v.transpose(1, 2)) >= 1
-        eye = torch.eye(v.shape[1], dtype=torch.bool, device=v.device)
-        shared = shared & ~eye
+        shared.diagonal(dim1=1, dim2=2).fill_(False)
         if mask is not None:
             shared = shared & mask.unsqueeze(1) & mask.unsqueeze(2)
         return shared
@@ -140,12 +139,19 @@ class GBARSU(nn.Module):
         (B, R, H), computed ``edge_chunk`` rows at a time."""
         own = self.edge_in_self(v_rows)  # (B, R, H)
         other = self.edge_in_other(v_cols)  # (B, C, H)
-        out = own.new_zeros(own.shape)
         chunk = self.edge_chunk or max(1, self.chunk_elements // (own.shape[0] * other.shape[1] * own.shape[2]))
+
+        def rows(start: int, stop: int) -> torch.Tensor:
+            hidden = torch.relu(own[:, start:stop, None, :] + other[:, None, :, :])  # (B, c, C, H)
+            # weighted sum over the C columns as one batched (1 x C) @ (C x H) product
+            return (weights[:, start:stop, None, :] @ hidden).squeeze(2)
+
+        if chunk >= own.shape[1]:
+            return rows(0, own.shape[1])
+        out = own.new_empty(own.shape)
         for start in range(0, own.shape[1], chunk):
             stop = min(start + chunk, own.shape[1])
-            hidden = torch.relu(own[:, start:stop, None, :] + other[:, None, :, :])  # (B, c, C, H)
-            out[:, start:stop] = (hidden * weights[:, start:stop, :, None]).sum(dim=2)
+            out[:, start:stop] = rows(start, stop)
         return out
 
     def aggregate_edges(self, v: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
@@ -171,8 +177,8 @@ class GBARSU(nn.Module):
                 pattern_weights = shares.to(v.dtype) * multiplicity
                 outputs.append(self._edge_sums(patterns[None], patterns[None], pattern_weights[None])[0][inverse])
             sums = torch.stack(outputs)
-        has_neighbours = (degree > 0).to(v.dtype)
-        return self.edge_out(sums / degree.clamp_min(1.0)) * has_neighbours
+        # a vertex without neighbours gets 0, not the output layer's bias
+        return torch.where(degree > 0, self.edge_out(sums / degree.clamp_min(1.0)), 0.0)
 
     def scores(self, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Raw projection output z (B, K, W) before the beam projection."""

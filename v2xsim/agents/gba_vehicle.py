@@ -4,14 +4,17 @@
 Three extraction branches map each modality to a feature vector (GPS 256, RGB 256,
 LiDAR 512 by default, as in the paper); a fusion MLP maps the features to W logits (one
 per codebook beam; feedback bit = logit > 0). The first fusion layer is split into one
-linear block per modality, so
+linear block per modality (Eq. 14):
 
-    hidden = ReLU( sum_{q in available} (W_q f_q + b_q) )
+    hidden = ReLU( sum_{q in Q_k} (W_q f_q + b_q) )          (fusion="sum", default)
+    hidden = ReLU( (1 / |Q_k|) sum_{q in Q_k} (W_q f_q + b_q) )   (fusion="mean")
 
-and a vehicle without a sensor simply leaves its block out ("pruning-based" deployment).
-The two baseline deployments of Table V are also here: "sensor-based" (the missing
-modality's features are zeros, so its block still adds its bias) and "model-based" (the
-missing modality's raw input is zeros and its branch still runs).
+A vehicle without a sensor leaves its block out ("pruning-based" deployment, Q_k = its
+sensors). The two baseline deployments of Table V are also here: "sensor-based" (the
+missing modality's features are zeros: its block still adds its bias b_q, and with
+"mean" it still counts in |Q_k|) and "model-based" (the missing modality's raw input is
+zeros and its branch still runs). With "sum", pruning and sensor-based differ only by
+the missing blocks' biases.
 
 Inputs use the FLASH data-set conventions (:mod:`v2xsim.data.flash`):
 ``gps`` (B, 2) [m], ``image`` (B, 90, 160, 3) uint8 or [0, 1] float, ``lidar``
@@ -30,6 +33,7 @@ MODALITIES: tuple[str, ...] = ("gps", "image", "lidar")
 PAPER_FEATURES: dict[str, int] = {"gps": 256, "image": 256, "lidar": 512}
 DEPLOYMENTS: tuple[str, ...] = ("pruning", "sensor", "model")
 Deployment = Literal["pruning", "sensor", "model"]
+FUSIONS: tuple[str, ...] = ("mean", "sum")
 IMAGE_SHAPE = (90, 160, 3)
 LIDAR_SHAPE = (20, 20, 20)
 #: LiDAR cell codes, one input channel each
@@ -136,14 +140,19 @@ class GBAVehicle(nn.Module):
         hidden: width of the fusion MLP.
         modalities: which branches exist (a subset of :data:`MODALITIES`).
         image_width: channels of the image branch's first stage (ResNet width).
+        fusion: "sum" adds the per-modality fusion blocks (Eq. 14), "mean" averages them
+            over the modalities fused.
     """
 
     def __init__(self, *, num_beams: int = 34, features: Mapping[str, int] | None = None, hidden: int = 256,
-                 modalities: Sequence[str] = MODALITIES, image_width: int = 16) -> None:
+                 modalities: Sequence[str] = MODALITIES, image_width: int = 16, fusion: str = "sum") -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, got {list(modalities)}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        self.fusion = fusion
         if num_beams < 1 or hidden < 1:
             raise ValueError(f"num_beams and hidden must be >= 1, got {num_beams}, {hidden}")
         sizes = dict(PAPER_FEATURES)
@@ -164,17 +173,25 @@ class GBAVehicle(nn.Module):
 
     def fuse(self, features: Mapping[str, torch.Tensor], available: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, W) from branch features; ``available`` (B, M) bool masks out the
-        blocks of modalities a sample lacks (pruning), one column per :attr:`modalities`."""
+        blocks of modalities a sample lacks (pruning), one column per :attr:`modalities`.
+        The blocks of the modalities in ``features`` (and available) are fused: summed, and
+        with ``fusion="mean"`` divided by how many there are per sample."""
         total = None
+        count = None
         for column, m in enumerate(self.modalities):
             if m not in features:
                 continue
             block = self.fusion_blocks[m](features[m])
+            present = torch.ones(block.shape[0], 1, dtype=block.dtype, device=block.device)
             if available is not None:
-                block = block * available[:, column:column + 1].to(block.dtype)
+                present = available[:, column:column + 1].to(block.dtype)
+                block = block * present
             total = block if total is None else total + block
+            count = present if count is None else count + present
         if total is None:
             raise ValueError("no modality available: GBA-Vehicle needs at least one sensor input")
+        if self.fusion == "mean":
+            total = total / count.clamp_min(1.0)
         return self.fusion_head(total)
 
     def forward(self, inputs: Mapping[str, torch.Tensor], *, available: torch.Tensor | None = None,

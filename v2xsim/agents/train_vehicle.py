@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from v2xsim.progress import silenced
-from v2xsim.agents.gba_vehicle import DEPLOYMENTS, MODALITIES, GBAVehicle
+from v2xsim.agents.gba_vehicle import DEPLOYMENTS, FUSIONS, MODALITIES, GBAVehicle
 from v2xsim.agents.train_rsu import _hash, cache_dir
 from v2xsim.metrics import bit_accuracy, exact_match_accuracy, top1_beam_hit
 
@@ -102,6 +102,8 @@ class VehicleTrainingConfig:
         modalities: branches the network has.
         features: per-modality feature sizes (None: the paper's 256 / 256 / 512).
         hidden: fusion MLP width.
+        fusion: "sum" (Eq. 14) or "mean" (average of the per-modality fusion blocks of
+            the sensors a car fuses); see :class:`GBAVehicle`.
         image_width: channels of the first ResNet stage (8 on CPU; 16 doubles the cost).
         epochs, batch_size: passes over the training set and samples per step (the paper
             uses 256; 64 gives 4x more steps per epoch, which a few CPU epochs need).
@@ -118,6 +120,7 @@ class VehicleTrainingConfig:
     modalities: tuple[str, ...] = MODALITIES
     features: dict[str, int] | None = None
     hidden: int = 256
+    fusion: str = "sum"
     image_width: int = 8
     epochs: int = 20
     batch_size: int = 64
@@ -134,6 +137,8 @@ class VehicleTrainingConfig:
         for name in ("hidden", "image_width", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not 0 <= self.modality_dropout < 1:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if not self.lr > 0:
@@ -145,7 +150,7 @@ class VehicleTrainingConfig:
 
 def build_vehicle_model(config: VehicleTrainingConfig, num_beams: int) -> GBAVehicle:
     return GBAVehicle(num_beams=num_beams, features=config.features, hidden=config.hidden,
-                      modalities=config.modalities, image_width=config.image_width)
+                      modalities=config.modalities, image_width=config.image_width, fusion=config.fusion)
 
 
 def _column(model: GBAVehicle, modality: str) -> int:

@@ -26,6 +26,9 @@ class VariantConfig(BaseModel):
     label: str
     architecture: str = "gnn"
     options: dict[str, Any] = Field(default_factory=dict)
+    #: training graphs per K for this variant (default: the study's ``samples_per_k``);
+    #: the held-out test graphs are the study's whatever this is
+    train_samples_per_k: int | None = Field(None, ge=1)
 
 
 class RSUStudy(BaseModel):
@@ -87,17 +90,21 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
             print(f"evaluated {name}", file=sys.stderr)
     for variant in study.variants:
         options = {**study.training, **variant.options, "architecture": variant.architecture}
+        train_data = data
+        if variant.train_samples_per_k is not None:
+            train_data = DataConfig(**{**data.__dict__, "samples_per_k": variant.train_samples_per_k})
         try:
             if variant.architecture == "mlp":
                 # one network per K, each trained only on drops of that K
                 for k in ks:
-                    config = RSUTrainingConfig(data=DataConfig(**{**data.__dict__, "num_vehicles": (k,)}), **options)
+                    config = RSUTrainingConfig(data=DataConfig(**{**train_data.__dict__, "num_vehicles": (k,)}),
+                                               **options)
                     model = train_rsu(config, quiet=quiet)
                     for reordered in (False, True):
                         record(variant.label, k, rsu_sum_rates(model, per_k_test[k], reorder=reordered,
                                                                seed=study.seed), reordered, "mlp")
                 continue
-            model = train_rsu(RSUTrainingConfig(data=data, **options), quiet=quiet)
+            model = train_rsu(RSUTrainingConfig(data=train_data, **options), quiet=quiet)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"variants.{variant.label}: {error}") from None
         for k in ks:

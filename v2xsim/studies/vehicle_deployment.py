@@ -5,7 +5,9 @@ strategies under missing sensors).
 2. GBA-Vehicle is trained centrally (the FL upper bound "UB") on the training trials,
    once with every sensor and once on GPS alone.
    A third model is trained with every sensor always present (no modality dropout), as
-   the paper's UB, to show what pruning-aware training adds.
+   the paper's UB, to show what pruning-aware training adds, and a fourth with the other
+   fusion rule (per-modality blocks averaged instead of added, or the reverse), to show
+   what the fusion rule does to the deployments.
 3. On the held-out trials it reports, per sensor set (all, L-G, R-G, G) and deployment
    (pruning / sensor / model): bit accuracy, exact-match accuracy, top-1 beam hit,
    overall and per FLASH category, and the sum rate GBA-RSU reaches with the predicted
@@ -49,6 +51,7 @@ class VehicleStudy(BaseModel):
     deployments: list[str] = Field(default_factory=lambda: ["pruning", "sensor", "model"], min_length=1)
     gps_only_baseline: bool = True
     no_dropout_baseline: bool = True
+    fusion_baseline: bool = True
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
 
@@ -159,6 +162,10 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
         # the paper's centralised UB: always every sensor in training, nothing pruned
         plain = VehicleTrainingConfig(**{**vehicle_config.__dict__, "modality_dropout": 0.0})
         models["all sensors, no modality dropout"] = train_vehicle(plain, train_set, quiet=quiet)
+    if study.fusion_baseline:
+        other = "sum" if vehicle_config.fusion == "mean" else "mean"
+        swapped = VehicleTrainingConfig(**{**vehicle_config.__dict__, "fusion": other})
+        models[f"all sensors, {other} fusion"] = train_vehicle(swapped, train_set, quiet=quiet)
     if study.gps_only_baseline:
         gps_config = VehicleTrainingConfig(**{**vehicle_config.__dict__, "modalities": ("gps",)})
         models["GPS only"] = train_vehicle(gps_config, train_set, quiet=quiet)
