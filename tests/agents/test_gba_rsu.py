@@ -118,3 +118,19 @@ def test_inference_projection_gives_the_training_forward_values(non_negative, re
     with torch.no_grad():
         inference = projection(z, 2.0, mask)
     torch.testing.assert_close(inference, training, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("num", [1, 4, 10, 33])
+def test_compiled_small_graph_inference_equals_the_layer_by_layer_forward(model, num):
+    generator = torch.Generator().manual_seed(num)
+    v = random_feedback(generator, 3, num)
+    mask = torch.rand(3, num, generator=generator) > 0.3
+    mask[0] = False  # a graph with nobody in it
+    with torch.no_grad():
+        fast = model(v, 2.0, mask=mask)
+        layered = model.projection(model.scores(v, mask), 2.0, mask)
+        fast_unmasked = model(v, 2.0)
+        layered_unmasked = model.projection(model.scores(v), 2.0)
+    torch.testing.assert_close(fast, layered, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(fast_unmasked, layered_unmasked, atol=1e-6, rtol=1e-6)
+    assert torch.all(fast[0] == 0)

@@ -11,6 +11,8 @@ pruning below 0.05 % power share, renormalisation to ``P_max``).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -200,4 +202,80 @@ class GBARSU(nn.Module):
         """
         if v.dim() != 3 or v.shape[-1] != self.num_beams:
             raise ValueError(f"v must have shape (B, K, {self.num_beams}), got {tuple(v.shape)}")
+        batch, vehicles, _ = v.shape
+        if (not torch.is_grad_enabled() and self.projection.non_negative and self.projection.renormalise
+                and vehicles <= self.dedup_threshold and batch * vehicles * vehicles * self.hidden <= self.chunk_elements):
+            # small graphs at inference: the same operations fused by TorchScript (about
+            # half the per-call overhead of running them one by one)
+            return _scripted_inference()(v, mask, self._weights(), float(p_max), PRUNE_SHARE)
         return self.projection(self.scores(v, mask), p_max, mask)
+
+    def _weights(self) -> list[torch.Tensor]:
+        """Parameters in the order :func:`_small_graph_inference` takes them (the
+        parameter tensors themselves, which training and ``load_state_dict`` update in
+        place; listed once)."""
+        cached = self.__dict__.get("_weight_list")
+        if cached is None:
+            layers = [self.edge_in_self, self.edge_in_other, self.edge_out, self.self_vertex[0],
+                      self.self_vertex[2], self.cross_vertex[0], self.cross_vertex[2], self.project]
+            cached = []
+            for layer in layers:
+                cached.append(layer.weight)
+                if layer.bias is not None:
+                    cached.append(layer.bias)
+            self.__dict__["_weight_list"] = cached
+        return cached
+
+
+def _small_graph_inference(v: torch.Tensor, mask: Optional[torch.Tensor], w: list[torch.Tensor], p_max: float,
+                           prune_share: float) -> torch.Tensor:
+    """:meth:`GBARSU.forward` without gradients, in one function TorchScript can compile:
+    dense edges, then the beam projection (non-negativity, argmax beam, pruning,
+    renormalisation). ``w`` = :meth:`GBARSU._weights`."""
+    if mask is not None:
+        v = v * mask.unsqueeze(-1).to(v.dtype)
+    adjacency = torch.matmul(v, v.transpose(1, 2)) >= 1
+    adjacency.diagonal(dim1=1, dim2=2).fill_(False)
+    if mask is not None:
+        adjacency = adjacency & mask.unsqueeze(1) & mask.unsqueeze(2)
+    weights = adjacency.to(v.dtype)
+    degree = weights.sum(-1, keepdim=True)
+    hidden = torch.relu(torch.nn.functional.linear(v, w[0], w[1]).unsqueeze(2)
+                        + torch.nn.functional.linear(v, w[2]).unsqueeze(1))  # (B, K, K, H)
+    sums = torch.matmul(weights.unsqueeze(2), hidden).squeeze(2)
+    edge = torch.nn.functional.linear(sums / degree.clamp_min(1.0), w[3], w[4])
+    edge = torch.where(degree > 0, edge, torch.zeros_like(edge))
+    own = torch.relu(torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(v, w[5], w[6])), w[7], w[8]))
+    x = torch.cat([own, edge], dim=-1)
+    x = torch.relu(torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(x, w[9], w[10])), w[11], w[12]))
+    z = torch.nn.functional.linear(x, w[13], w[14]).abs()
+    amplitude, beam = z.max(dim=-1)
+    if mask is not None:
+        amplitude = torch.where(mask, amplitude, torch.zeros_like(amplitude))
+    power = amplitude * amplitude
+    kept = power >= prune_share * power.sum(-1, keepdim=True)
+    amplitude = torch.where(kept, amplitude, torch.zeros_like(amplitude))
+    total = torch.where(kept, power, torch.zeros_like(power)).sum(-1, keepdim=True)
+    amplitude = amplitude * torch.where(total > 0, torch.sqrt(p_max / total.clamp_min(1e-30)), torch.zeros_like(total))
+    return torch.zeros_like(z).scatter_(-1, beam.unsqueeze(-1), amplitude.unsqueeze(-1))
+
+
+_SCRIPTED: list = []
+
+
+def _scripted_inference():
+    """:func:`_small_graph_inference` compiled by TorchScript (once per process).
+
+    ``torch.jit.script`` is deprecated in recent PyTorch but still runs these operations
+    without Python between them; if a PyTorch version cannot script it, the same function
+    runs eagerly (same values, slower)."""
+    if not _SCRIPTED:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _SCRIPTED.append(torch.jit.script(_small_graph_inference))
+        except Exception:  # noqa: BLE001 - any scripting failure: run eagerly
+            _SCRIPTED.append(_small_graph_inference)
+    return _SCRIPTED[0]

@@ -80,6 +80,10 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
             done(index, _run_one(scenario, points[index]))
     else:
         context = multiprocessing.get_context("spawn")
+        # longest first (alignments per simulated second grow with speed, work per
+        # alignment with K), so no worker is left with a long point at the end;
+        # outputs keep the sweep order
+        todo.sort(key=lambda i: -(1.0 + points[i][0]) * max(points[i][1], 1))
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_run_one, scenario, points[i]): i for i in todo}
             for future in as_completed(futures):
