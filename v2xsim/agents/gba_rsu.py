@@ -243,20 +243,19 @@ def _small_graph_inference(v: torch.Tensor, mask: Optional[torch.Tensor], w: lis
     hidden = torch.relu(torch.nn.functional.linear(v, w[0], w[1]).unsqueeze(2)
                         + torch.nn.functional.linear(v, w[2]).unsqueeze(1))  # (B, K, K, H)
     sums = torch.matmul(weights.unsqueeze(2), hidden).squeeze(2)
-    edge = torch.nn.functional.linear(sums / degree.clamp_min(1.0), w[3], w[4])
-    edge = torch.where(degree > 0, edge, torch.zeros_like(edge))
+    edge = torch.nn.functional.linear(sums / degree.clamp_min(1.0), w[3], w[4]) * (degree > 0)
     own = torch.relu(torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(v, w[5], w[6])), w[7], w[8]))
     x = torch.cat([own, edge], dim=-1)
     x = torch.relu(torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(x, w[9], w[10])), w[11], w[12]))
     z = torch.nn.functional.linear(x, w[13], w[14]).abs()
     amplitude, beam = z.max(dim=-1)
     if mask is not None:
-        amplitude = torch.where(mask, amplitude, torch.zeros_like(amplitude))
+        amplitude = amplitude * mask
     power = amplitude * amplitude
     kept = power >= prune_share * power.sum(-1, keepdim=True)
-    amplitude = torch.where(kept, amplitude, torch.zeros_like(amplitude))
-    total = torch.where(kept, power, torch.zeros_like(power)).sum(-1, keepdim=True)
-    amplitude = amplitude * torch.where(total > 0, torch.sqrt(p_max / total.clamp_min(1e-30)), torch.zeros_like(total))
+    amplitude = amplitude * kept
+    total = (power * kept).sum(-1, keepdim=True)
+    amplitude = amplitude * (torch.sqrt(p_max / total.clamp_min(1e-30)) * (total > 0))
     return torch.zeros_like(z).scatter_(-1, beam.unsqueeze(-1), amplitude.unsqueeze(-1))
 
 
