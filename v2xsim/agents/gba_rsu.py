@@ -205,26 +205,24 @@ class GBARSU(nn.Module):
         batch, vehicles, _ = v.shape
         if (not torch.is_grad_enabled() and self.projection.non_negative and self.projection.renormalise
                 and vehicles <= self.dedup_threshold and batch * vehicles * vehicles * self.hidden <= self.chunk_elements):
-            # small graphs at inference: the same operations fused by TorchScript (about
-            # half the per-call overhead of running them one by one)
+            # small graphs at inference: the same operations in one TorchScript function,
+            # no Python between them (about 1.5x faster at K = 10 on one core)
             return _scripted_inference()(v, mask, self._weights(), float(p_max), PRUNE_SHARE)
         return self.projection(self.scores(v, mask), p_max, mask)
 
     def _weights(self) -> list[torch.Tensor]:
-        """Parameters in the order :func:`_small_graph_inference` takes them (the
-        parameter tensors themselves, which training and ``load_state_dict`` update in
-        place; listed once)."""
-        cached = self.__dict__.get("_weight_list")
-        if cached is None:
-            layers = [self.edge_in_self, self.edge_in_other, self.edge_out, self.self_vertex[0],
-                      self.self_vertex[2], self.cross_vertex[0], self.cross_vertex[2], self.project]
-            cached = []
-            for layer in layers:
-                cached.append(layer.weight)
-                if layer.bias is not None:
-                    cached.append(layer.bias)
-            self.__dict__["_weight_list"] = cached
-        return cached
+        """Parameters in the order :func:`_small_graph_inference` takes them, read from
+        the module dictionaries directly (``Module.__getattr__`` would cost more than the
+        inference of a small graph)."""
+        modules = self._modules
+        vertex, cross = modules["self_vertex"]._modules, modules["cross_vertex"]._modules
+        weights: list[torch.Tensor] = []
+        for layer in (modules["edge_in_self"], modules["edge_in_other"], modules["edge_out"], vertex["0"],
+                      vertex["2"], cross["0"], cross["2"], modules["project"]):
+            weights.append(layer._parameters["weight"])
+            if layer._parameters.get("bias") is not None:
+                weights.append(layer._parameters["bias"])
+        return weights
 
 
 def _small_graph_inference(v: torch.Tensor, mask: Optional[torch.Tensor], w: list[torch.Tensor], p_max: float,
