@@ -42,20 +42,10 @@ def bare_simpy(num_events: int) -> float:
     return num_events / (time.perf_counter() - start)
 
 
-class _CountingEnvironment(simpy.Environment):
-    def __init__(self) -> None:
-        super().__init__()
-        self.processed = 0
-
-    def step(self) -> None:
-        self.processed += 1
-        super().step()
-
-
 def zero_work_replica(duration_s: float, *, num_vehicles: int = 10, num_beams: int = 34,
                       period_s: float = 0.061, schemes: tuple[str, ...] = ("genie", "sweep", "sweep")) -> tuple[int, float]:
     """(events, events/s) of the engine's event structure with no work between events."""
-    env = _CountingEnvironment()
+    env = engine.CountingEnvironment()
 
     def tick():
         while True:
@@ -85,7 +75,7 @@ def zero_work_replica(duration_s: float, *, num_vehicles: int = 10, num_beams: i
         env.process(alignments(acquisition))
     start = time.perf_counter()
     env.run(until=duration_s)
-    return env.processed, env.processed / (time.perf_counter() - start)
+    return env.processed_events, env.processed_events / (time.perf_counter() - start)
 
 
 class PhysicsTimer:

@@ -17,17 +17,12 @@ from v2xsim.channel.base import ChannelModel
 from v2xsim.channel.codebook import dft_codebook
 from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.channel.scenes import BUILTIN_SCENES, adapt_itu_materials, builtin_scene_xml
-from v2xsim.channel.sionna_rt import SionnaRTChannel, import_sionna
+from v2xsim.channel.sionna_rt import SionnaRTChannel
 from v2xsim.errors import ConfigError
 from v2xsim.registry import CHANNEL
 from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop
+from sionna_available import SIONNA_ERROR, needs_sionna
 
-try:
-    import_sionna()
-    SIONNA_ERROR = None
-except ImportError as exc:  # pragma: no cover - CI installs sionna-rt
-    SIONNA_ERROR = str(exc)
-needs_sionna = pytest.mark.skipif(SIONNA_ERROR is not None, reason=f"sionna-rt not importable: {SIONNA_ERROR}")
 
 LAYOUT = RoadLayout(buildings=False)
 CODEBOOK = dft_codebook(16, 34)

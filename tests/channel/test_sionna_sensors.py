@@ -9,19 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from v2xsim.channel.sionna_rt import SionnaRTChannel, camera_rays, import_sionna
+from v2xsim.channel.sionna_rt import SionnaRTChannel, camera_rays
 from v2xsim.sensing import SensorConfig, sense
 from v2xsim.sensing.camera import KIND_COLOURS, _view
 from v2xsim.sensing.lidar import grid_bounds
 from v2xsim.sim.rsu import SchemeRunner
 from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop, vehicle_boxes
+from sionna_available import needs_sionna
 
-try:
-    import_sionna()
-    SIONNA_ERROR = None
-except ImportError as exc:  # pragma: no cover - CI installs sionna-rt
-    SIONNA_ERROR = str(exc)
-needs_sionna = pytest.mark.skipif(SIONNA_ERROR is not None, reason=f"sionna-rt not importable: {SIONNA_ERROR}")
 
 STREET = RoadLayout()
 OPEN = RoadLayout(buildings=False)
