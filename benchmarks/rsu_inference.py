@@ -20,20 +20,20 @@ import numpy as np
 import torch
 from _timing import median_time
 
-from v2xsim.agents.base import Observation
-from v2xsim.agents.baselines import WMMSEChannelEstimation
-from v2xsim.agents.gba_rsu import GBARSU
+from v2xsim.schemes.base import Observation
+from v2xsim.schemes.baselines import WMMSEChannelEstimation
+from v2xsim.models.gba_rsu import GBARSU
 from v2xsim.channel.codebook import dft_codebook
 from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.config import RadioConfig
 from v2xsim.metrics import binary_feedback, dbm_to_watt, rss_vector
-from v2xsim.world import random_drop
+from v2xsim.geometry import random_drop
 
 
 def world_drop(num: int, seed: int = 0):
     channel = GeometricChannel(seed=seed)
     drop = random_drop(np.random.default_rng(seed), channel.layout, num)
-    return channel.channels(drop.rx_positions, drop.obstacles, drop.rx_ids)
+    return channel.channels(drop.positions, drop.obstacles, drop.ids)
 
 
 def peak_memory_child(hidden: int, distinct: bool) -> None:

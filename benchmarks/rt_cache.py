@@ -19,14 +19,14 @@ import time
 import numpy as np
 
 from v2xsim.channel.sionna_rt import SionnaRTChannel
-from v2xsim.world import RoadLayout, random_drop
+from v2xsim.geometry import RoadLayout, random_drop
 
 
 def _time_calls(channel: SionnaRTChannel, drops) -> tuple[list[float], list[np.ndarray]]:
     seconds, results = [], []
     for drop in drops:
         start = time.perf_counter()
-        results.append(channel.channels(drop.rx_positions, drop.obstacles, drop.rx_ids))
+        results.append(channel.channels(drop.positions, drop.obstacles, drop.ids))
         seconds.append(time.perf_counter() - start)
     return seconds, results
 
@@ -53,7 +53,7 @@ def main() -> None:
             rng = np.random.default_rng(1000 + num_vehicles)
             drops = [random_drop(rng, layout, num_vehicles) for _ in range(args.drops + 1)]
             warm, timed = drops[0], drops[1:]
-            channel.channels(warm.rx_positions, warm.obstacles, warm.rx_ids)
+            channel.channels(warm.positions, warm.obstacles, warm.ids)
             traces_before = channel.trace_count
             trace_s, traced = _time_calls(channel, timed)
             if channel.trace_count - traces_before != len(timed):
@@ -63,7 +63,7 @@ def main() -> None:
             hit_s, cached = _time_calls(channel, timed)
             assert channel.trace_count == hits_before, "the second pass must be served by the cache"
             assert all(np.array_equal(a, b) for a, b in zip(traced, cached)), "cache hits differ"
-            paths = np.mean([channel.paths(d.rx_positions, d.obstacles, d.rx_ids).valid.sum(axis=1).mean()
+            paths = np.mean([channel.paths(d.positions, d.obstacles, d.ids).valid.sum(axis=1).mean()
                              for d in timed])
             trace_ms, hit_ms = 1e3 * np.median(trace_s), 1e3 * np.median(hit_s)
             print(f"{num_vehicles:>4} {trace_ms:>11.1f} {hit_ms:>9.2f} {trace_ms / hit_ms:>7.0f}x "

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from _timing import median_time
 
-from v2xsim.agents.gba_vehicle import GBAVehicle
+from v2xsim.models.gba_vehicle import GBAVehicle
 from v2xsim.sensing import sense
-from v2xsim.world import RoadLayout, random_drop
+from v2xsim.geometry import RoadLayout, random_drop
 
 SENSOR_SETS = {"R-L-G": ("gps", "image", "lidar"), "L-G": ("gps", "lidar"), "R-G": ("gps", "image"), "G": ("gps",)}
 

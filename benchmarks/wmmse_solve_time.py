@@ -14,13 +14,13 @@ import time
 
 import numpy as np
 
-from v2xsim.agents.base import Observation
-from v2xsim.agents.baselines import Oracle, WMMSEChannelEstimation, ZFSweep
+from v2xsim.schemes.base import Observation
+from v2xsim.schemes.baselines import Oracle, WMMSEChannelEstimation, ZFSweep
 from v2xsim.channel.codebook import dft_codebook
 from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.config import RadioConfig
 from v2xsim.metrics import dbm_to_watt, rss_vector, user_rates
-from v2xsim.world import random_drop
+from v2xsim.geometry import random_drop
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         rates = {name: [] for name in schemes}
         for _ in range(args.repeats):
             drop = random_drop(rng, channel.layout, num_vehicles, num_trucks=1, num_pedestrians=2)
-            h = channel.channels(drop.rx_positions, drop.obstacles, drop.rx_ids)
+            h = channel.channels(drop.positions, drop.obstacles, drop.ids)
             obs = Observation(codebook=codebook, p_max=1.0, noise_power=noise, feedback_threshold=threshold,
                               channels=h, rss=rss_vector(h, codebook, 1.0))
             for name, scheme in schemes.items():

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="a FlashLikeConfig field, e.g. --set trials_per_category=10 (repeatable)")
     dataset.add_argument("--quiet", action="store_true", help="no progress output")
+    train = sub.add_parser("train", help="train (or check the store for) every model a scenario's schemes use")
+    train.add_argument("scenario", help="TOML scenario file")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a scenario value (repeatable)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -57,6 +62,17 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     run_to_directory(scenario, Path(args.out), scenario_path=args.scenario, workers=args.workers,
                      quiet=args.quiet)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from v2xsim.cache import cache_dir
+    from v2xsim.config import load_scenario
+    from v2xsim.sim.runner import prepare_models
+
+    prepare_models(load_scenario(args.scenario, args.overrides), quiet=args.quiet)
+    if not args.quiet:
+        print(f"models ready in {cache_dir()}", file=sys.stderr)
     return 0
 
 
@@ -83,22 +99,21 @@ def _dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"run": _run, "study": _study, "dataset": _dataset, "train": _train}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. v2xsim's own errors (bad input) print one line and return 2; any
+    other exception is a bug and keeps its traceback (exit 1)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "study":
-            return _study(args)
-        if args.command == "dataset":
-            return _dataset(args)
-    except (V2XSimError, ValueError) as error:
+        return COMMANDS[args.command](args)
+    except V2XSimError as error:
         print(f"v2xsim: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("v2xsim: interrupted", file=sys.stderr)
         return 130
-    return 1
 
 
 if __name__ == "__main__":

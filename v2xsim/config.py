@@ -1,8 +1,10 @@
 """Scenario files: TOML -> validated pydantic objects, errors that name the key.
 
-Every section rejects unknown keys. ``load_scenario(path, overrides)`` applies
-``--set a.b=value`` overrides (values parsed as TOML, else taken as strings) before
-validation.
+Every section rejects unknown keys, and every number must be finite (TOML's ``inf`` and
+``nan`` are refused, also inside plug-in ``options``). ``load_scenario(path, overrides)``
+applies ``--set a.b=value`` overrides (values parsed as TOML, else taken as strings)
+before validation. ``docs/scenario-reference.md`` lists every key with its unit and
+default (generated from these classes by :func:`key_reference`).
 """
 
 from __future__ import annotations
@@ -10,15 +12,35 @@ from __future__ import annotations
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from v2xsim.errors import ConfigError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _finite_options(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse non-finite numbers anywhere inside a plug-in ``options`` table."""
+    def walk(item: Any, path: str) -> None:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{path}: {item} is not a finite number")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, (list, tuple)):
+            for index, child in enumerate(item):
+                walk(child, f"{path}.{index}" if path else str(index))
+
+    walk(value, "")
+    return value
+
+
+#: a plug-in's own options: any TOML table, every number finite
+PluginOptions = Annotated[dict[str, Any], AfterValidator(_finite_options)]
 
 
 class LaneConfig(Section):
@@ -63,7 +85,7 @@ class ChannelConfig(Section):
 
     backend: str = "geometric"
     aging: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: PluginOptions = Field(default_factory=dict)
 
 
 class ArrivalConfig(Section):
@@ -96,7 +118,7 @@ class BlockersConfig(Section):
 
 class MobilityConfig(Section):
     model: str = "constant_velocity"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: PluginOptions = Field(default_factory=dict)
 
 
 class TimingConfig(Section):
@@ -138,7 +160,7 @@ class SimulationConfig(Section):
 class SchemeConfig(Section):
     name: str
     label: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: PluginOptions = Field(default_factory=dict)
 
     @property
     def display(self) -> str:
@@ -180,6 +202,7 @@ class Scenario(Section):
     name: str = "scenario"
     description: str = ""
     seed: int = 0
+    plugins: list[str] = Field(default_factory=list)
     road: RoadConfig = RoadConfig()
     radio: RadioConfig = RadioConfig()
     channel: ChannelConfig = ChannelConfig()
@@ -213,7 +236,8 @@ class Scenario(Section):
 
 
 # ---------------------------------------------------------------- loading
-def _format_error(error: ValidationError) -> str:
+def format_validation_error(error: ValidationError) -> str:
+    """One line naming the first offending key of a pydantic validation error."""
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(scenario)"
     message = first["msg"]
@@ -221,6 +245,8 @@ def _format_error(error: ValidationError) -> str:
         message = "unknown key"
     elif first["type"] == "missing":
         message = "required key is missing"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     return f"{key}: {message}"
 
 
@@ -256,7 +282,7 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_format_error(error)) from None
+        raise ConfigError(format_validation_error(error)) from None
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from v2xsim import _validate as check
+from v2xsim.units import db_to_linear, dbm_to_watt, watt_to_dbm  # noqa: F401 - re-exported
 
 
 def _as_channel_matrix(h: np.ndarray) -> np.ndarray:
@@ -32,19 +33,34 @@ def gain_matrix(h: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.abs(h.conj() @ t) ** 2
 
 
-def rates_from_gains(gains: np.ndarray, noise_power: float) -> np.ndarray:
-    """Per-vehicle rates [bit/s/Hz] from a square gain matrix ``G[k, i]``.
+def shannon_rate(signal, interference, noise_power: float):
+    """The one SINR-to-rate formula of v2xsim [bit/s/Hz]:
+    ``log2(1 + signal / (interference + noise_power))``, element-wise (powers in [W])."""
+    return np.log2(1.0 + signal / (interference + noise_power))
 
-    ``R_k = log2(1 + G[k, k] / (sum_{i != k} G[k, i] + noise_power))``. Works on
-    stacked matrices (..., K, K).
+
+def rates_from_gains(gains: np.ndarray, noise_power: float, *, columns: np.ndarray | None = None) -> np.ndarray:
+    """Per-vehicle rates [bit/s/Hz] from a gain matrix ``G[k, i]`` (received power of
+    precoder i at vehicle k [W]).
+
+    ``R_k = log2(1 + G[k, c_k] / (sum_{i != c_k} G[k, i] + noise_power))`` with ``c_k``
+    the precoder serving vehicle k: ``columns[k]``, or ``k`` for a square matrix (works on
+    stacked matrices (..., K, K)). Every precoder interferes, including those of vehicles
+    that are not rows (e.g. beams of cars that have left).
     """
     check.positive("noise_power", noise_power)
     gains = np.asarray(gains, dtype=float)
-    if gains.shape[-1] != gains.shape[-2]:
-        raise ValueError(f"gains must be square in its last two axes, got {gains.shape}")
-    signal = np.diagonal(gains, axis1=-2, axis2=-1)
+    if columns is None:
+        if gains.shape[-1] != gains.shape[-2]:
+            raise ValueError(f"gains must be square in its last two axes, got {gains.shape}")
+        signal = np.diagonal(gains, axis1=-2, axis2=-1)
+    else:
+        columns = np.asarray(columns, dtype=int)
+        if gains.ndim != 2 or columns.shape != (gains.shape[0],):
+            raise ValueError(f"columns must have shape (K,) = ({gains.shape[0]},), got {columns.shape}")
+        signal = gains[np.arange(len(columns)), columns]
     interference = gains.sum(axis=-1) - signal
-    return np.log2(1.0 + signal / (interference + noise_power))
+    return shannon_rate(signal, interference, noise_power)
 
 
 def user_rates(h: np.ndarray, t: np.ndarray, noise_power: float) -> np.ndarray:
@@ -132,22 +148,6 @@ def feedback_adjacency(feedback: np.ndarray) -> np.ndarray:
     adjacency = (v @ v.T) >= 1
     np.fill_diagonal(adjacency, False)
     return adjacency
-
-
-def db_to_linear(value_db):
-    """Decibels to a linear power ratio."""
-    return 10.0 ** (np.asarray(value_db, dtype=float) / 10.0)
-
-
-def dbm_to_watt(value_dbm):
-    """dBm to watts."""
-    return 10.0 ** ((np.asarray(value_dbm, dtype=float) - 30.0) / 10.0)
-
-
-def watt_to_dbm(value_w):
-    """Watts to dBm (``-inf`` for 0 W)."""
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(np.asarray(value_w, dtype=float)) + 30.0
 
 
 # ------------------------------------------------------------ feedback prediction

@@ -19,12 +19,12 @@ def _series(rows: Sequence[dict[str, Any]], x: str, y: str) -> dict[tuple[str, i
     return out
 
 
-_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--"), ("X", ":")]
+LINE_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--"), ("X", ":")]
 
 
 def _style(index: int) -> dict[str, str]:
     """Marker and line style per series, so overlapping curves stay visible."""
-    marker, line = _STYLES[index % len(_STYLES)]
+    marker, line = LINE_STYLES[index % len(LINE_STYLES)]
     return {"marker": marker, "linestyle": line}
 
 

@@ -13,7 +13,8 @@ Example::
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Generic, Iterator, TypeVar
+import inspect
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from v2xsim.errors import ConfigError
 
@@ -59,12 +60,36 @@ class Registry(Generic[T]):
             valid = ", ".join(sorted(self._entries)) or "(none)"
             raise ConfigError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
 
-    def create(self, name: str, **kwargs: Any) -> Any:
-        """Instantiate the entry ``name`` with keyword arguments."""
+    def options(self, name: str, *, reserved: tuple[str, ...] = ()) -> list[str] | None:
+        """Option names the entry ``name`` accepts (its keyword parameters minus ``reserved``,
+        the ones the engine passes); None when it takes arbitrary keywords."""
         factory = self.get(name)
         try:
-            return factory(**kwargs)  # type: ignore[operator]
-        except TypeError as exc:
+            parameters = inspect.signature(factory).parameters.values()  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return sorted(p.name for p in parameters if p.kind in keyword and p.name not in reserved)
+
+    def create(self, name: str, options: Mapping[str, Any] | None = None, **engine: Any) -> Any:
+        """Instantiate the entry ``name`` with the user's ``options`` and the ``engine``'s
+        own keyword arguments. An unknown option, or an option the constructor rejects
+        (ValueError / TypeError), is a :class:`ConfigError` naming the plug-in."""
+        factory = self.get(name)
+        options = dict(options or {})
+        valid = self.options(name, reserved=tuple(engine))
+        if valid is not None:
+            for key in options:
+                if key not in valid:
+                    listed = ", ".join(valid) or "(none)"
+                    raise ConfigError(f"{self.kind} {name!r}: unknown option {key!r}; valid: {listed}")
+        try:
+            return factory(**options, **engine)  # type: ignore[operator]
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"{self.kind} {name!r}: {exc}") from None
 
     def names(self) -> list[str]:
@@ -81,5 +106,6 @@ class Registry(Generic[T]):
 
 MOBILITY: Registry[Any] = Registry("mobility model", builtin_modules=("v2xsim.mobility.builtin",))
 CHANNEL: Registry[Any] = Registry("channel backend", builtin_modules=("v2xsim.channel.geometric", "v2xsim.channel.sionna_rt"))
-SCHEME: Registry[Any] = Registry("scheme", builtin_modules=("v2xsim.agents.baselines", "v2xsim.agents.gba"))
-FL_STRATEGY: Registry[Any] = Registry("FL strategy", builtin_modules=())
+SCHEME: Registry[Any] = Registry("scheme", builtin_modules=("v2xsim.schemes.baselines", "v2xsim.schemes.gba"))
+FL_STRATEGY: Registry[Any] = Registry("FL strategy", builtin_modules=("v2xsim.fl.strategies",))
+EXECUTOR: Registry[Any] = Registry("executor", builtin_modules=("v2xsim.executors",))

@@ -7,7 +7,7 @@ from v2xsim.channel.base import ChannelModel
 from v2xsim.channel.codebook import beam_angles
 from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.metrics import rss_vector
-from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop
+from v2xsim.geometry import Boxes, RoadLayout, on_ground, random_drop
 
 
 def los_only(**kwargs) -> GeometricChannel:
@@ -70,9 +70,9 @@ def test_best_beam_tracks_the_angle_as_a_vehicle_drives_past(codebook):
 def test_same_seed_same_arrays_other_seed_other_scatterers():
     layout = RoadLayout()
     drop = random_drop(np.random.default_rng(5), layout, 8)
-    first = GeometricChannel(seed=11).channels(drop.rx_positions, drop.obstacles, drop.rx_ids)
-    again = GeometricChannel(seed=11).channels(drop.rx_positions, drop.obstacles, drop.rx_ids)
-    other = GeometricChannel(seed=12).channels(drop.rx_positions, drop.obstacles, drop.rx_ids)
+    first = GeometricChannel(seed=11).channels(drop.positions, drop.obstacles, drop.ids)
+    again = GeometricChannel(seed=11).channels(drop.positions, drop.obstacles, drop.ids)
+    other = GeometricChannel(seed=12).channels(drop.positions, drop.obstacles, drop.ids)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
 
@@ -80,9 +80,9 @@ def test_same_seed_same_arrays_other_seed_other_scatterers():
 def test_vectorised_over_vehicles_equals_one_at_a_time():
     channel = GeometricChannel(seed=2)
     drop = random_drop(np.random.default_rng(9), channel.layout, 6)
-    together = channel.channels(drop.rx_positions, drop.obstacles, drop.rx_ids)
+    together = channel.channels(drop.positions, drop.obstacles, drop.ids)
     for k in range(6):
-        alone = channel.channels(drop.rx_positions[k:k + 1], drop.obstacles, drop.rx_ids[k:k + 1])
+        alone = channel.channels(drop.positions[k:k + 1], drop.obstacles, drop.ids[k:k + 1])
         np.testing.assert_allclose(together[k], alone[0], rtol=1e-12, atol=0)
 
 

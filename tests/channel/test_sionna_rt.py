@@ -16,11 +16,11 @@ import pytest
 from v2xsim.channel.base import ChannelModel
 from v2xsim.channel.codebook import dft_codebook
 from v2xsim.channel.geometric import GeometricChannel
-from v2xsim.channel.scenes import BUILTIN_SCENES, adapt_itu_materials, builtin_scene_xml
+from v2xsim.channel.sionna_rt.scenes import BUILTIN_SCENES, adapt_itu_materials, builtin_scene_xml
 from v2xsim.channel.sionna_rt import SionnaRTChannel
 from v2xsim.errors import ConfigError
 from v2xsim.registry import CHANNEL
-from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop
+from v2xsim.geometry import Boxes, RoadLayout, on_ground, random_drop
 from sionna_available import SIONNA_ERROR, needs_sionna
 
 
@@ -181,7 +181,7 @@ def test_own_body_does_not_block_and_receiver_inside_is_raised(rt_ground):
 @needs_sionna
 def test_cache_hit_returns_identical_arrays_across_instances(tmp_path):
     drop = random_drop(np.random.default_rng(5), LAYOUT, 6)
-    args = (drop.rx_positions, drop.obstacles, drop.rx_ids)
+    args = (drop.positions, drop.obstacles, drop.ids)
     first = SionnaRTChannel(layout=LAYOUT, scene="empty", max_depth=1, cache_dir=tmp_path)
     h1 = first.channels(*args)
     assert first.trace_count == 1 and len(first.cache) == 1
@@ -221,7 +221,7 @@ def test_moves_within_a_grid_cell_hit_the_cache_and_are_extrapolated(tmp_path):
 def test_same_seed_gives_identical_channels_in_the_street_canyon():
     layout = RoadLayout()
     drop = random_drop(np.random.default_rng(11), layout, 8, num_trucks=1, num_pedestrians=2, num_parked_cars=1)
-    args = (drop.rx_positions, drop.obstacles, drop.rx_ids)
+    args = (drop.positions, drop.obstacles, drop.ids)
     make = lambda: SionnaRTChannel(layout=layout, scene="street_canyon", max_depth=2, seed=4, cache=False,  # noqa: E731
                                    pool_sizes={"car": 4})
     a, b = make(), make()
@@ -235,7 +235,7 @@ def test_same_seed_gives_identical_channels_in_the_street_canyon():
     order = np.arange(len(drop.obstacles))[::-1]
     obstacles = drop.obstacles
     shuffled = Boxes(obstacles.centre[order], obstacles.size[order], obstacles.kind[order], obstacles.owner[order])
-    np.testing.assert_array_equal(a.channels(drop.rx_positions, shuffled, drop.rx_ids), h_a)
+    np.testing.assert_array_equal(a.channels(drop.positions, shuffled, drop.ids), h_a)
 
 
 @needs_sionna

@@ -14,7 +14,7 @@ from v2xsim.sensing import SensorConfig, sense
 from v2xsim.sensing.camera import KIND_COLOURS, _view
 from v2xsim.sensing.lidar import grid_bounds
 from v2xsim.sim.rsu import SchemeRunner
-from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop, vehicle_boxes
+from v2xsim.geometry import Boxes, RoadLayout, on_ground, random_drop, vehicle_boxes
 from sionna_available import needs_sionna
 
 
@@ -84,7 +84,7 @@ def test_scheme_runner_senses_through_the_channel_backend_when_it_can():
 @needs_sionna
 def test_formats_equal_those_of_the_geometric_sensors(street):
     drop = random_drop(np.random.default_rng(2), STREET, 5)
-    ours = street.sense(drop.rx_positions, drop.rx_ids, drop.obstacles, np.random.default_rng(1))
+    ours = street.sense(drop.positions, drop.ids, drop.obstacles, np.random.default_rng(1))
     theirs = sense(STREET, drop, np.random.default_rng(1))
     assert set(ours) == set(theirs) == {"gps", "image", "lidar"}
     for key in theirs:
@@ -143,7 +143,7 @@ def test_own_body_gives_no_lidar_points_and_is_not_in_the_picture(street):
 def test_same_rng_seed_gives_the_same_lidar_grid(street):
     drop = random_drop(np.random.default_rng(4), STREET, 4)
     config = SensorConfig(lidar_dropout=0.3, lidar_range_noise_m=0.1)
-    args = (drop.rx_positions, drop.rx_ids, drop.obstacles)
+    args = (drop.positions, drop.ids, drop.obstacles)
     first = street.sense(*args, np.random.default_rng(9), config=config)
     second = street.sense(*args, np.random.default_rng(9), config=config)
     for key in first:
@@ -155,7 +155,7 @@ def test_same_rng_seed_gives_the_same_lidar_grid(street):
 @needs_sionna
 def test_without_buildings_the_scene_sensors_match_the_geometric_ones(empty):
     drop = random_drop(np.random.default_rng(6), OPEN, 4, num_trucks=1, num_pedestrians=2)
-    ours = empty.sense(drop.rx_positions, drop.rx_ids, drop.obstacles, np.random.default_rng(3))
+    ours = empty.sense(drop.positions, drop.ids, drop.obstacles, np.random.default_rng(3))
     theirs = sense(OPEN, drop, np.random.default_rng(3))
     # same scan, same rng draws, same boxes: the grids agree up to float rounding at cell edges
     assert np.mean(ours["lidar"] != theirs["lidar"]) < 1e-3

@@ -4,7 +4,7 @@ import pytest
 from v2xsim.errors import ConfigError
 from v2xsim.mobility.builtin import ConstantVelocity, IntelligentDriverModel
 from v2xsim.registry import MOBILITY
-from v2xsim.world import RoadLayout
+from v2xsim.geometry import RoadLayout
 
 LAYOUT = RoadLayout()
 

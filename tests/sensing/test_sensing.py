@@ -15,7 +15,7 @@ from v2xsim.sensing import (
     sense,
 )
 from v2xsim.sensing.camera import FACE_SHADE, KIND_COLOURS, RSU_COLOUR, shaded
-from v2xsim.world import Boxes, RoadLayout, on_ground, random_drop, segment_hits, vehicle_boxes
+from v2xsim.geometry import Boxes, RoadLayout, Snapshot, on_ground, random_drop, segment_hits, vehicle_boxes
 
 LAYOUT = RoadLayout()
 EGO = np.array([0.0, 8.75, 1.6])  # far lane, right in front of the RSU
@@ -145,9 +145,9 @@ def test_lidar_is_reproducible_with_the_same_seed():
 
 def test_batched_lidar_matches_one_by_one():
     drop = random_drop(np.random.default_rng(3), LAYOUT, 3)
-    batch = lidar_grids(LAYOUT, drop.obstacles, drop.rx_positions, drop.rx_ids, np.random.default_rng(9))
+    batch = lidar_grids(LAYOUT, drop.obstacles, drop.positions, drop.ids, np.random.default_rng(9))
     rng = np.random.default_rng(9)
-    single = [lidar_grid(LAYOUT, drop.obstacles, p, i, rng) for p, i in zip(drop.rx_positions, drop.rx_ids)]
+    single = [lidar_grid(LAYOUT, drop.obstacles, p, i, rng) for p, i in zip(drop.positions, drop.ids)]
     assert batch.shape == (3, 20, 20, 20) and batch.dtype == np.int8
     assert np.array_equal(batch, np.stack(single))
 
@@ -190,10 +190,10 @@ def test_camera_does_not_draw_its_own_car():
 
 def test_batched_camera_shape():
     drop = random_drop(np.random.default_rng(4), LAYOUT, 2)
-    images = camera_images(LAYOUT, drop.obstacles, drop.rx_positions, drop.rx_ids, width=32, height=18)
+    images = camera_images(LAYOUT, drop.obstacles, drop.positions, drop.ids, width=32, height=18)
     assert images.shape == (2, 18, 32, 3) and images.dtype == np.uint8
-    assert np.array_equal(images[1], camera_image(LAYOUT, drop.obstacles, drop.rx_positions[1],
-                                                  int(drop.rx_ids[1]), width=32, height=18))
+    assert np.array_equal(images[1], camera_image(LAYOUT, drop.obstacles, drop.positions[1],
+                                                  int(drop.ids[1]), width=32, height=18))
 
 
 # ---------------------------------------------------------------- GPS
@@ -222,9 +222,9 @@ def test_sense_returns_flash_shapes(rng):
     assert out["gps"].shape == (3, 2) and out["gps"].dtype == np.float32
     assert out["image"].shape == (3, 90, 160, 3) and out["image"].dtype == np.uint8
     assert out["lidar"].shape == (3, 20, 20, 20) and out["lidar"].dtype == np.int8
-    assert np.array_equal(out["gps"], drop.rx_positions[:, :2].astype(np.float32))
-    same = sense(LAYOUT, (drop.rx_positions, drop.rx_ids, drop.obstacles), np.random.default_rng(1234),
-                 config=SensorConfig(gps_noise_m=0.0))
+    assert np.array_equal(out["gps"], drop.positions[:, :2].astype(np.float32))
+    same = sense(LAYOUT, Snapshot(ids=drop.ids, positions=drop.positions, obstacles=drop.obstacles),
+                 np.random.default_rng(1234), config=SensorConfig(gps_noise_m=0.0))
     assert all(np.array_equal(out[key], same[key]) for key in out)
 
 

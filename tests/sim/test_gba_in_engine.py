@@ -47,7 +47,7 @@ def test_gba_predicts_feedback_from_the_cars_own_sensors(scenario_factory):
 
 def test_gba_predicted_sees_what_the_world_shows(scenario_factory, monkeypatch):
     """The runner hands every car's sensor readings of the alignment's snapshot to the scheme."""
-    from v2xsim.agents.gba import GBA
+    from v2xsim.schemes.gba import GBA
 
     seen = []
     original = GBA.predict_feedback

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from v2xsim import _validate as check
-from v2xsim.channel.base import SPEED_OF_LIGHT
+from v2xsim.channel.base import SPEED_OF_LIGHT, ChannelModel
 from v2xsim.channel.codebook import DEFAULT_NUM_ANTENNAS, ula_response
 from v2xsim.registry import CHANNEL
-from v2xsim.world import OBSTACLE_KINDS, Boxes, RoadLayout, segment_hits
+from v2xsim.geometry import OBSTACLE_KINDS, Boxes, RoadLayout, segment_hits
 
 #: default penetration loss [dB] per obstacle class at 60 GHz
 DEFAULT_BLOCKAGE_DB: dict[str, float] = {
@@ -50,7 +50,7 @@ class Paths:
 
 
 @CHANNEL.register("geometric")
-class GeometricChannel:
+class GeometricChannel(ChannelModel):
     """Built-in geometric 60 GHz backend (implements :class:`ChannelModel`).
 
     Args:
@@ -67,6 +67,11 @@ class GeometricChannel:
         blockage_db: penetration loss per obstacle class [dB]; missing classes use defaults.
         antenna_gain_dbi: combined element gain of RSU element and vehicle antenna [dBi].
     """
+
+    #: phase flip of the ground bounce at grazing incidence
+    GROUND_REFLECTION_SIGN = -1.0
+    #: height range of the point scatterers (signs, poles, facades) [m]
+    SCATTERER_HEIGHT_M = (0.5, 6.0)
 
     def __init__(
         self,
@@ -115,7 +120,7 @@ class GeometricChannel:
         far_side = rng.random(count) < 0.5
         y = np.where(far_side, lay.road_width + rng.uniform(0.5, max(lay.sidewalk_m, 0.6), count),
                      -rng.uniform(0.5, max(lay.sidewalk_m, 0.6), count))
-        z = rng.uniform(0.5, 6.0, count)
+        z = rng.uniform(*self.SCATTERER_HEIGHT_M, count)
         return np.stack([x, y, z], axis=1)
 
     # ------------------------------------------------------------------ paths
@@ -171,7 +176,7 @@ class GeometricChannel:
         loss_db = fixed + blockage + self.oxygen_db_per_m * length - self.antenna_gain_dbi
         amplitude = self.wavelength / (4.0 * math.pi * np.maximum(length, 1e-3)) * 10.0 ** (-loss_db / 20.0)
         # the ground bounce flips the phase (grazing incidence)
-        sign = np.array([-1.0 if name == "ground" else 1.0 for name in names])
+        sign = np.array([self.GROUND_REFLECTION_SIGN if name == "ground" else 1.0 for name in names])
         gain = sign * amplitude * np.exp(-2j * math.pi * length / self.wavelength)
         return Paths(gain, sin_aod, length, blockage, tuple(names))
 

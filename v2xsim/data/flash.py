@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from v2xsim.errors import DataError
+from v2xsim.formats import IMAGE_SHAPE, LIDAR_SHAPE, LIDAR_VALUES, MODALITIES
 
 CATEGORIES: dict[int, str] = {
     1: "LoS passing",
@@ -40,14 +41,6 @@ CATEGORIES: dict[int, str] = {
 }
 """FLASH scenario categories by number (the ``Cat{k}`` folder)."""
 
-MODALITIES: tuple[str, ...] = ("gps", "image", "lidar")
-"""Sensor modalities :func:`load_flash` can load (``rss``/``feedback``/``category`` always are)."""
-
-LIDAR_VALUES: tuple[int, ...] = (0, 1, -1, -2)
-"""Allowed LiDAR cell values: empty, obstacle, base station, receiver."""
-
-IMAGE_SHAPE: tuple[int, int, int] = (90, 160, 3)
-LIDAR_SHAPE: tuple[int, int, int] = (20, 20, 20)
 
 _CATEGORY_DIR = re.compile(r"Cat(\d+)")
 _EPISODE_DIR = re.compile(r"episode_(\d+)")

@@ -42,13 +42,18 @@ from typing import Any
 
 import numpy as np
 
-from v2xsim.progress import silenced
+from v2xsim import build
+from v2xsim.cache import config_hash
+from v2xsim.config import BlockersConfig, RadioConfig, RoadConfig
 from v2xsim.data.flash import CATEGORIES, find_episodes, load_flash, save_flash_episode
-from v2xsim.errors import DataError
-from v2xsim.metrics import label_overlap, modality_completeness
-from v2xsim.world import Boxes, on_ground, segment_hits, vehicle_boxes
+from v2xsim.errors import ConfigError, DataError
+from v2xsim.formats import MODALITIES
+from v2xsim.geometry import Boxes, Snapshot, on_ground, segment_hits, vehicle_boxes
+from v2xsim.metrics import label_overlap, modality_completeness, rss_vector
+from v2xsim.progress import silenced
+from v2xsim.sensing import SensorConfig, sense
+from v2xsim.units import kmh_to_mps
 
-SENSORS = ("gps", "image", "lidar")
 MISSING_MODES = ("vehicles", "samples")
 EXTRA_FILE = "v2xsim.npz"
 EXTRA_KEYS = ("available", "channel", "position", "trial", "los")
@@ -58,6 +63,8 @@ DATA_FORMAT = 2
 #: keeps one lane and 5 % of the road. It reaches zeta of about 0.11, not 0.03: blocked
 #: samples hear nothing here, and that shared all-zero label puts a floor under the overlap.
 FLASH_SEGMENT_FRACTION = 0.05
+#: speed range of the moving trucks of category 4 [km/h]
+MOVING_TRUCK_SPEED_KMH = (20.0, 60.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +72,10 @@ class FlashLikeConfig:
     """What to generate.
 
     Attributes:
-        road, radio: scenario sections (:class:`v2xsim.config.RoadConfig`,
-            :class:`v2xsim.config.RadioConfig` fields; defaults = the headline road).
+        road, radio, blockers: scenario sections (:class:`v2xsim.config.RoadConfig`,
+            :class:`v2xsim.config.RadioConfig`, :class:`v2xsim.config.BlockersConfig`
+            fields; defaults = the headline road). The blockers are the background of
+            every category (far-sidewalk pedestrians, far-kerb parked cars).
         categories: FLASH categories to write (1..4).
         num_episodes: vehicles (episodes) per trial.
         trials_per_category: trials (fresh blocker layouts) per category. Many short
@@ -87,6 +96,7 @@ class FlashLikeConfig:
 
     road: dict[str, Any] = field(default_factory=dict)
     radio: dict[str, Any] = field(default_factory=dict)
+    blockers: dict[str, Any] = field(default_factory=dict)
     categories: tuple[int, ...] = (1, 2, 3, 4)
     num_episodes: int = 10
     trials_per_category: int = 25
@@ -138,39 +148,29 @@ class _Site:
     layout: Any
     radio: Any
     channel: Any
-    carrier_hz: float
+    blockers: BlockersConfig
 
 
 def _site(config: FlashLikeConfig) -> _Site:
-    from v2xsim.config import RadioConfig, RoadConfig, Scenario
-    from v2xsim.registry import CHANNEL
-    from v2xsim.sim.engine import layout_of, radio_of
-
     try:
-        scenario = Scenario(road=RoadConfig(**config.road), radio=RadioConfig(**config.radio),
-                            schemes=[{"name": "oracle"}])
-    except Exception as error:  # pydantic names the field
-        raise ValueError(f"road / radio options: {error}") from None
-    layout, radio = layout_of(scenario), radio_of(scenario)
-    options = {"seed": config.seed, **config.channel}
-    try:
-        channel = CHANNEL.create(config.backend, layout=layout, num_antennas=scenario.radio.num_antennas,
-                                 carrier_hz=scenario.radio.carrier_ghz * 1e9, **options)
-    except TypeError as error:
-        raise ValueError(f"channel options: {error}") from None
-    return _Site(layout, radio, channel, scenario.radio.carrier_ghz * 1e9)
+        road, radio, blockers = (RoadConfig(**config.road), RadioConfig(**config.radio),
+                                 BlockersConfig(**config.blockers))
+    except (TypeError, ValueError) as error:  # pydantic names the field
+        raise ConfigError(f"road / radio / blockers options: {error}") from None
+    site = build.site(road, radio)
+    channel = build.channel_backend(config.backend, dict(config.channel), layout=site.layout, radio=radio,
+                                    seed=config.seed)
+    return _Site(site.layout, site.radio, channel, blockers)
 
 
-def _category_blockers(category: int, layout, rng: np.random.Generator, times: np.ndarray) -> list[Boxes]:
+def _category_blockers(category: int, layout, background_config: BlockersConfig, rng: np.random.Generator,
+                       times: np.ndarray) -> list[Boxes]:
     """Blocker boxes of one trial at every sample time (list over time)."""
     x_min, x_max = layout.x_range
     span = x_max - x_min
     lanes = layout.lane_centres
     # background in every category: far-sidewalk pedestrians and far-kerb parked cars
-    background = Boxes.concat(
-        on_ground("pedestrian", rng.uniform(x_min, x_max, 2), np.full(2, layout.road_width + layout.sidewalk_m / 2)),
-        on_ground("parked_car", rng.uniform(x_min, x_max, 1), np.full(1, layout.road_width + 0.9)),
-    )
+    background = build.blockers(background_config, layout, rng)
     if category == 1:
         return [background] * len(times)
     if category == 2:
@@ -195,7 +195,7 @@ def _category_blockers(category: int, layout, rng: np.random.Generator, times: n
     count = int(rng.integers(1, 3))
     x0 = rng.uniform(x_min, x_max, count)
     lane = rng.integers(0, max(1, len(lanes) - 1), count)
-    speed = rng.uniform(20.0, 60.0, count) / 3.6
+    speed = kmh_to_mps(rng.uniform(*MOVING_TRUCK_SPEED_KMH, count))
     out = []
     for t in times:
         x = x_min + np.mod(x0 - x_min + speed * t, span)
@@ -207,9 +207,6 @@ def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.G
            sensor_config, available: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
     """Arrays of one trial, indexed [episode, sample, ...]; vehicle k drives within
     ``[start[k], start[k] + segment_fraction x coverage)`` [m]."""
-    from v2xsim.metrics import rss_vector
-    from v2xsim.sensing import sense
-
     layout, radio = site.layout, site.radio
     x_min, x_max = layout.x_range
     span = x_max - x_min
@@ -219,10 +216,10 @@ def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.G
     lane = rng.integers(0, len(lanes), k)
     if config.fixed_lanes:
         lane = np.arange(k) % len(lanes)
-    speed = rng.uniform(*config.speed_kmh, k) / 3.6
+    speed = kmh_to_mps(rng.uniform(*config.speed_kmh, k))
     segment = config.segment_fraction * span
     phase = rng.uniform(0, segment, k)
-    blockers = _category_blockers(category, layout, rng, times)
+    blockers = _category_blockers(category, layout, site.blockers, rng, times)
     ids = np.arange(k)
     width = radio.codebook.shape[1]
     out = {
@@ -241,10 +238,10 @@ def _trial(config: FlashLikeConfig, site: _Site, category: int, rng: np.random.G
         h = site.channel.channels(positions, obstacles, ids)
         rss_w = rss_vector(h, radio.codebook, radio.p_max)
         out["rf"][:, step] = np.where(rss_w > radio.feedback_threshold, rss_w * 1e3, 0.0)
-        if hasattr(site.channel, "sense"):  # a 3-D scene renders its own camera and LiDAR
-            sensors = site.channel.sense(positions, ids, obstacles, rng, sensor_config)
-        else:
-            sensors = sense(layout, (positions, ids, obstacles), rng, config=sensor_config)
+        # a backend with its own 3-D scene renders its own camera and LiDAR
+        scene = site.channel.scene_sensor()
+        sensors = (scene.sense if scene is not None else sense)(
+            layout, Snapshot(ids=ids, positions=positions, obstacles=obstacles), rng, config=sensor_config)
         out["gps"][:, step] = sensors["gps"]
         out["img"][:, step] = sensors["image"]
         out["lidar"][:, step] = sensors["lidar"]
@@ -283,8 +280,6 @@ def generate_flash_like(out: str | os.PathLike, config: FlashLikeConfig | None =
     Deterministic: the same configuration writes identical arrays. A directory that
     already holds a finished data set of the same configuration is left as it is.
     """
-    from v2xsim.sensing import SensorConfig
-
     quiet = quiet or silenced()
     config = config or FlashLikeConfig()
     root = Path(out)
@@ -347,7 +342,7 @@ def generate_flash_like(out: str | os.PathLike, config: FlashLikeConfig | None =
         "num_samples": int(per_vehicle * config.num_episodes),
         "num_beams": int(site.radio.codebook.shape[1]),
         "zeta": float(label_overlap([np.concatenate(f) for f in feedback])),
-        "kappa": dict(zip(SENSORS, (float(v) for v in modality_completeness(counts)))),
+        "kappa": dict(zip(MODALITIES, (float(v) for v in modality_completeness(counts)))),
         "los_share": los_share,
         "mean_beams_heard": float(np.mean([np.concatenate(f).sum(axis=1).mean() for f in feedback])),
         "rf_units": "received power [mW], 0 below the sensitivity",
@@ -408,11 +403,7 @@ def trial_split(data: dict[int, dict[str, np.ndarray]], *, test_fraction: float 
 
 def dataset_dir(config: FlashLikeConfig, cache: Path) -> Path:
     """Cache folder of the data set of ``config`` (named by a hash of the configuration)."""
-    import hashlib
-
-    payload = {"format": DATA_FORMAT, "config": _plain(config)}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(cache) / f"flashlike-{digest}"
+    return Path(cache) / f"flashlike-{config_hash({'format': DATA_FORMAT, 'config': _plain(config)})}"
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -428,7 +419,6 @@ def config_from_overrides(overrides: list[str], *, preset: str = "balanced") -> 
     from dataclasses import fields
 
     from v2xsim.config import apply_overrides
-    from v2xsim.errors import ConfigError
 
     if preset not in PRESETS:
         raise ConfigError(f"preset: unknown {preset!r}; valid: {', '.join(PRESETS)}")

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from v2xsim.world import RoadLayout
+from v2xsim.geometry import RoadLayout
 
 
 class MobilityModel(ABC):

@@ -7,6 +7,7 @@ import numpy as np
 from v2xsim import _validate as check
 from v2xsim.mobility.base import MobilityModel
 from v2xsim.registry import MOBILITY
+from v2xsim.units import kmh_to_mps
 
 
 @MOBILITY.register("constant_velocity")
@@ -31,7 +32,8 @@ class IntelligentDriverModel(MobilityModel):
         time_headway: ``T`` [s].
         min_gap: ``s0`` [m].
         delta: acceleration exponent.
-        lane_speed_limits_kmh: one limit per lane [km/h]; None = no limits.
+        lane_speed_limits_kmh: one limit per lane [km/h]; None = the road's own limits
+            (``[[road.lanes]] speed_limit_kmh``), if any.
     """
 
     def __init__(self, *, max_acceleration: float = 1.5, comfortable_deceleration: float = 2.0,
@@ -47,15 +49,20 @@ class IntelligentDriverModel(MobilityModel):
 
     def reset(self, *, layout, rng) -> None:
         super().reset(layout=layout, rng=rng)
-        if self.lane_speed_limits_kmh is not None and len(self.lane_speed_limits_kmh) != layout.num_lanes:
-            raise ValueError(f"lane_speed_limits_kmh needs {layout.num_lanes} values (one per lane), "
-                             f"got {len(self.lane_speed_limits_kmh)}")
+        limits = self.lane_speed_limits_kmh
+        if limits is None and layout.lane_speed_limits_kmh is not None:
+            limits = list(layout.lane_speed_limits_kmh)
+        if limits is not None and len(limits) != layout.num_lanes:
+            raise ValueError(f"lane_speed_limits_kmh needs {layout.num_lanes} values (one per lane), got {len(limits)}")
+        # a lane without a limit caps nothing
+        self._limits_mps = None if limits is None or all(v is None for v in limits) else kmh_to_mps(
+            np.array([np.inf if v is None else v for v in limits], dtype=float))
 
     def target_speed(self) -> np.ndarray:
         """Desired speed capped by the lane limit [m/s]."""
-        if self.lane_speed_limits_kmh is None:
+        if self._limits_mps is None:
             return self.desired_speed
-        return np.minimum(self.desired_speed, np.asarray(self.lane_speed_limits_kmh)[self.lane] / 3.6)
+        return np.minimum(self.desired_speed, self._limits_mps[self.lane])
 
     def acceleration(self) -> np.ndarray:
         """IDM acceleration of every vehicle [m/s^2]."""

@@ -5,7 +5,7 @@
   0 empty / 1 obstacle / -1 RSU / -2 receiver (:mod:`.lidar`).
 - Camera: ``(K, 90, 160, 3)`` uint8 ray-cast roof view towards the RSU (:mod:`.camera`).
 
-:func:`sense` produces all three for every vehicle of a :class:`~v2xsim.world.Drop`.
+:func:`sense` produces all three for every vehicle of a :class:`~v2xsim.geometry.Snapshot`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from v2xsim import _validate as check
 from v2xsim.sensing.camera import camera_image, camera_images
 from v2xsim.sensing.gps import DEFAULT_GPS_NOISE_M, gps_reading
 from v2xsim.sensing.lidar import first_hits, grid_bounds, lidar_grid, lidar_grids
-from v2xsim.world import Boxes, Drop, RoadLayout
+from v2xsim.geometry import Boxes, RoadLayout, Snapshot
 
 __all__ = [
     "SensorConfig",
@@ -88,7 +88,7 @@ class SensorConfig:
 
 def sense(
     layout: RoadLayout,
-    snapshot: Drop | tuple[np.ndarray, np.ndarray, Boxes],
+    snapshot: Snapshot,
     rng: np.random.Generator,
     *,
     config: SensorConfig | None = None,
@@ -97,8 +97,7 @@ def sense(
 
     Args:
         layout: road geometry.
-        snapshot: a :class:`~v2xsim.world.Drop`, or ``(positions (K, 3) [m], ids (K,),
-            obstacles)``.
+        snapshot: the vehicles (``ids``, ``positions`` (K, 3) [m]) and every obstacle box.
         rng: source of GPS error, LiDAR range error and dropout (in that order).
         config: sensor options (defaults: :class:`SensorConfig`).
 
@@ -112,13 +111,9 @@ def sense(
         raise ValueError(f"config must be a SensorConfig, got {type(config).__name__}")
     if not isinstance(layout, RoadLayout):
         raise ValueError(f"layout must be a RoadLayout, got {type(layout).__name__}")
-    if isinstance(snapshot, Drop):
-        positions, ids, obstacles = snapshot.rx_positions, snapshot.rx_ids, snapshot.obstacles
-    else:
-        try:
-            positions, ids, obstacles = snapshot
-        except (TypeError, ValueError):
-            raise ValueError("snapshot must be a Drop or a (positions, ids, obstacles) tuple") from None
+    if not isinstance(snapshot, Snapshot):
+        raise ValueError(f"snapshot must be a Snapshot, got {type(snapshot).__name__}")
+    positions, ids, obstacles = snapshot.positions, snapshot.ids, snapshot.obstacles
     if not isinstance(obstacles, Boxes):
         raise ValueError(f"snapshot obstacles must be Boxes, got {type(obstacles).__name__}")
     positions = np.asarray(positions, dtype=float).reshape(-1, 3) if np.size(positions) == 0 else positions

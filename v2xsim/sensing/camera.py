@@ -25,9 +25,9 @@ import numpy as np
 
 from v2xsim import _validate as check
 from v2xsim.sensing.lidar import _point, _vehicles
-from v2xsim.world import OBSTACLE_KINDS, Boxes, RoadLayout
+from v2xsim.geometry import OBSTACLE_KINDS, Boxes, RoadLayout
 
-#: base RGB per obstacle class (same order as :data:`v2xsim.world.OBSTACLE_KINDS`)
+#: base RGB per obstacle class (same order as :data:`v2xsim.geometry.OBSTACLE_KINDS`)
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "car": (40, 90, 210),
     "truck": (210, 40, 40),

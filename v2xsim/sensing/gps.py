@@ -2,7 +2,7 @@
 
 FLASH stores GPS as two numbers per sample; v2xsim reports the local road frame
 instead of latitude / longitude: ``(x, y)`` [m], x along the road, y across it
-(see :mod:`v2xsim.world`).
+(see :mod:`v2xsim.geometry`).
 """
 
 from __future__ import annotations

@@ -24,9 +24,10 @@ import math
 import numpy as np
 
 from v2xsim import _validate as check
-from v2xsim.world import Boxes, RoadLayout
+from v2xsim.formats import LIDAR_BASE_STATION, LIDAR_EMPTY, LIDAR_OBSTACLE, LIDAR_RECEIVER
+from v2xsim.geometry import Boxes, RoadLayout
 
-EMPTY, OBSTACLE, BASE_STATION, RECEIVER = 0, 1, -1, -2
+EMPTY, OBSTACLE, BASE_STATION, RECEIVER = LIDAR_EMPTY, LIDAR_OBSTACLE, LIDAR_BASE_STATION, LIDAR_RECEIVER
 
 #: faces of an axis-aligned box, index = 2 * axis + (1 if the normal points to +axis)
 FACE_NAMES: tuple[str, ...] = ("-x", "+x", "-y", "+y", "-z", "+z")

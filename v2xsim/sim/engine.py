@@ -1,62 +1,25 @@
-"""Builds one SimPy run per swept point and measures every scheme on the same world."""
+"""One SimPy run per swept point: every scheme measured on the same world.
+
+The composition root (:mod:`v2xsim.build`) builds the road, link budget, timing, channel,
+mobility, blockers, traffic and schemes; this module wires them into one event loop:
+a world tick process (mobility), the traffic source, and one alignment process per scheme.
+"""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import simpy
 
-from v2xsim.channel.codebook import dft_codebook
+from v2xsim import build
 from v2xsim.config import Scenario
-from v2xsim.metrics import dbm_to_watt
-from v2xsim.registry import CHANNEL, MOBILITY, SCHEME
-from v2xsim.sim.rsu import Cycle, RealignmentPolicy, SchemeRunner
-from v2xsim.sim.traffic import Arrival, TrafficSource
-from v2xsim.sim.world import Radio, World
-from v2xsim.timing import TimingModel, beam_coherence_time
-from v2xsim.world import Boxes, RoadLayout, on_ground
-
-BOLTZMANN_DBM_PER_HZ = -174.0
-
-# independent random streams of one run, derived from (seed, stream id)
-STREAM_TRAFFIC, STREAM_MOBILITY, STREAM_BLOCKERS, STREAM_CHANNEL, STREAM_SCHEMES = range(5)
-
-
-def layout_of(scenario: Scenario) -> RoadLayout:
-    road = scenario.road
-    return RoadLayout(rsu_height_m=road.rsu_height_m, coverage_angle_rad=scenario.coverage_angle_rad,
-                      num_lanes=len(road.lanes), lane_width_m=road.lane_width_m,
-                      rsu_setback_m=road.rsu_setback_m, sidewalk_m=road.sidewalk_m, buildings=road.buildings)
-
-
-def radio_of(scenario: Scenario) -> Radio:
-    r = scenario.radio
-    noise_dbm = BOLTZMANN_DBM_PER_HZ + 10 * math.log10(r.bandwidth_hz) + r.noise_figure_db
-    codebook = dft_codebook(r.num_antennas, r.num_beams, coverage_angle_rad=scenario.coverage_angle_rad)
-    return Radio(codebook=codebook, p_max=float(dbm_to_watt(r.tx_power_dbm)),
-                 noise_power=float(dbm_to_watt(noise_dbm)),
-                 feedback_threshold=float(dbm_to_watt(r.sensitivity_dbm)), bandwidth_hz=r.bandwidth_hz)
-
-
-def timing_of(scenario: Scenario) -> TimingModel:
-    t = scenario.timing
-    return TimingModel(beam_slot_s=t.beam_slot_ms * 1e-3, backchannel_rate_bps=t.backchannel_rate_gbps * 1e9,
-                       mac_access_s=t.mac_access_us * 1e-6, sensing_s=t.sensing_ms * 1e-3)
-
-
-def static_blockers(scenario: Scenario, layout: RoadLayout, rng: np.random.Generator) -> Boxes:
-    """Pedestrians on the far sidewalk and cars parked at the far kerb."""
-    x_min, x_max = layout.x_range
-    b = scenario.blockers
-    pedestrians = on_ground("pedestrian", rng.uniform(x_min, x_max, b.pedestrians),
-                            np.full(b.pedestrians, layout.road_width + layout.sidewalk_m / 2))
-    parked = on_ground("parked_car", rng.uniform(x_min, x_max, b.parked_cars),
-                       np.full(b.parked_cars, layout.road_width + 0.9))
-    return Boxes.concat(pedestrians, parked)
+from v2xsim.sim.rsu import Cycle, SchemeRunner
+from v2xsim.sim.world import World
+from v2xsim.store import ModelStore
+from v2xsim.timing import beam_coherence_time
+from v2xsim.units import kmh_to_mps
 
 
 class CountingEnvironment(simpy.Environment):
@@ -134,52 +97,34 @@ class RunOutput:
     simulated_s: float
 
 
-def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: int) -> RunOutput:
-    """Simulate every scheme of ``scenario`` at one (speed, K, seed) on one shared world."""
+def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: int,
+              store: ModelStore | None = None) -> RunOutput:
+    """Simulate every scheme of ``scenario`` at one (speed, K, seed) on one shared world;
+    learned schemes load their models from ``store`` (default: the v2xsim cache)."""
     wall_start = time.perf_counter()
-    streams = [np.random.default_rng([seed, stream]) for stream in range(STREAM_SCHEMES + 1)]
-    layout = layout_of(scenario)
-    radio = radio_of(scenario)
-    timing = timing_of(scenario)
-    channel_options = dict(scenario.channel.options)
-    channel_options.setdefault("seed", int(streams[STREAM_CHANNEL].integers(2**31)))
-    channel = CHANNEL.create(scenario.channel.backend, layout=layout, num_antennas=scenario.radio.num_antennas,
-                             carrier_hz=scenario.radio.carrier_ghz * 1e9, **channel_options)
-    mobility_options = dict(scenario.mobility.options)
-    limits = [lane.speed_limit_kmh for lane in scenario.road.lanes]
-    if scenario.mobility.model == "idm" and any(v is not None for v in limits):
-        mobility_options.setdefault("lane_speed_limits_kmh", [v if v is not None else 1e9 for v in limits])
-    mobility = MOBILITY.create(scenario.mobility.model, **mobility_options)
+    build.load_plugins(scenario.plugins)
+    streams = build.random_streams(seed)
+    site = build.scenario_site(scenario)
+    layout, radio, timing = site.layout, site.radio, site.timing
+    channel = build.scenario_channel(scenario.channel, layout=layout, radio=scenario.radio,
+                                     seed=int(streams[build.STREAM_CHANNEL].integers(2**31)))
+    mobility = build.mobility_model(scenario.mobility)
 
     env = CountingEnvironment()
     world = World(layout=layout, mobility=mobility, channel=channel, radio=radio,
-                  static_blockers=static_blockers(scenario, layout, streams[STREAM_BLOCKERS]),
-                  rng=streams[STREAM_MOBILITY])
-    tr = scenario.traffic
-    traffic = TrafficSource(
-        pattern=tr.pattern, num_vehicles=num_vehicles, speed_mps=speed_kmh / 3.6, speed_spread=tr.speed_spread,
-        truck_share=tr.truck_share, platoon_size=tr.platoon_size, platoon_gap_m=tr.platoon_gap_m,
-        min_entry_gap_m=tr.min_entry_gap_m,
-        arrivals=[Arrival(time_s=a.time_s, lane=a.lane, speed_kmh=a.speed_kmh, kind=a.kind) for a in tr.arrivals],
-    )
-    for arrival in tr.arrivals:
-        if arrival.lane >= layout.num_lanes:
-            raise ValueError(f"traffic.arrivals: lane {arrival.lane} does not exist ({layout.num_lanes} lanes)")
-    traffic.populate(world, streams[STREAM_TRAFFIC])
-    env.process(traffic.run(env, world, streams[STREAM_TRAFFIC]))
+                  static_blockers=build.blockers(scenario.blockers, layout, streams[build.STREAM_BLOCKERS]),
+                  rng=streams[build.STREAM_MOBILITY])
+    traffic = build.traffic_source(scenario.traffic, layout, num_vehicles=num_vehicles, speed_kmh=speed_kmh)
+    traffic.populate(world, streams[build.STREAM_TRAFFIC])
+    env.process(traffic.run(env, world, streams[build.STREAM_TRAFFIC]))
 
-    rl = scenario.realignment
-    policy = RealignmentPolicy(kind=rl.policy, period_s=None if rl.period_ms is None else rl.period_ms * 1e-3,
-                               min_speed_mps=rl.min_speed_mps)
+    policy = build.realignment_policy(scenario.realignment)
+    scheme_seeds = streams[build.STREAM_SCHEMES].integers(2**31, size=len(scenario.schemes))
     runners = []
-    scheme_seeds = streams[STREAM_SCHEMES].integers(2**31, size=len(scenario.schemes))
-    for spec, scheme_seed in zip(scenario.schemes, scheme_seeds):
-        scheme = SCHEME.create(spec.name, **spec.options)
-        scheme.prepare(scenario)
-        compute_s = None if scenario.timing.compute == "measured" else scenario.timing.compute_ms.get(
-            spec.display, 0.0) * 1e-3
+    for (spec, scheme), scheme_seed in zip(build.schemes(scenario, store or ModelStore()), scheme_seeds):
         runners.append(SchemeRunner(env=env, world=world, scheme=scheme, label=spec.display, timing=timing,
-                                    policy=policy, aging=scenario.channel.aging, compute_s=compute_s,
+                                    policy=policy, aging=scenario.channel.aging,
+                                    compute_s=build.compute_time_s(scenario, spec.display),
                                     rng=np.random.default_rng(int(scheme_seed))))
 
     tick = scenario.simulation.tick_ms * 1e-3
@@ -197,7 +142,7 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
     env.process(world_tick())
     duration = scenario.simulation.duration_s
     env.run(until=duration)
-    paper_t_coh = beam_coherence_time(layout.rsu_height_m, layout.coverage_angle_rad, speed_kmh / 3.6,
+    paper_t_coh = beam_coherence_time(layout.rsu_height_m, layout.coverage_angle_rad, kmh_to_mps(speed_kmh),
                                       radio.num_beams)
     rows, cycles = [], []
     for runner in runners:
@@ -210,15 +155,4 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
                      simulated_s=duration)
 
 
-def run_scenario(scenario: Scenario, *, progress: Callable[[int, int, str], None] | None = None) -> list[RunOutput]:
-    """Run every swept point in order; ``progress(done, total, label)`` after each."""
-    points = scenario.points()
-    outputs = []
-    for index, (speed, count, seed) in enumerate(points):
-        outputs.append(run_point(scenario, speed_kmh=speed, num_vehicles=count, seed=seed))
-        if progress is not None:
-            progress(index + 1, len(points), f"{speed:g} km/h, K={count}, seed {seed}")
-    return outputs
-
-
-__all__ = ["run_point", "run_scenario", "PointResult", "RunOutput"]
+__all__ = ["CountingEnvironment", "PointResult", "RunOutput", "run_point", "summarise"]

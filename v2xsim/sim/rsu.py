@@ -21,31 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from v2xsim.agents.base import Allocation, Observation, Scheme
-from v2xsim.metrics import binary_feedback, rss_vector
-from v2xsim.sim.world import Snapshot, World
-from v2xsim.timing import TimingModel
-
-
-@dataclass(frozen=True, kw_only=True)
-class RealignmentPolicy:
-    """When the RSU realigns.
-
-    ``"coherence"``: after the shortest beam coherence time ``T_contact / W`` among the
-    vehicles at the alignment (speeds below ``min_speed_mps`` count as that speed);
-    ``"fixed"``: every ``period_s`` seconds.
-    """
-
-    kind: str = "coherence"
-    period_s: float | None = None
-    min_speed_mps: float = 1.0
-
-    def period(self, world: World, speeds: np.ndarray) -> float:
-        if self.kind == "fixed":
-            assert self.period_s is not None
-            return self.period_s
-        fastest = max(float(np.max(speeds, initial=0.0)), self.min_speed_mps)
-        return world.layout.coverage_length / (world.radio.num_beams * fastest)
+from v2xsim.geometry import Snapshot
+from v2xsim.metrics import gain_matrix, rates_from_gains, rss_vector
+from v2xsim.schemes.base import Allocation, Observation, Scheme, VehicleInputs
+from v2xsim.sensing import sense
+from v2xsim.sim.world import World
+from v2xsim.timing import RealignmentPolicy, TimingModel
 
 
 @dataclass
@@ -122,7 +103,7 @@ class SchemeRunner:
 
     def _rate_of(self, serving: tuple[np.ndarray, np.ndarray], snap: Snapshot) -> float:
         """Sum rate [bit/s/Hz] of beams ``serving = (ids (A,), precoders (Nt, A))`` for the
-        cars of ``snap`` among ``ids``."""
+        cars of ``snap`` among ``ids``; beams of cars that have left still interfere."""
         ids, t = serving
         if t.shape[1] == 0 or len(snap.ids) == 0:
             return 0.0
@@ -130,44 +111,40 @@ class SchemeRunner:
         if not present.any():
             return 0.0
         rows = snap.rows_of(ids[present])
-        gains = np.abs(snap.channels[rows].conj() @ t) ** 2  # (P, A): beams of departed cars still interfere
-        columns = np.flatnonzero(present)
-        signal = gains[np.arange(len(rows)), columns]
-        interference = gains.sum(axis=1) - signal
-        return float(np.log2(1.0 + signal / (interference + self.world.radio.noise_power)).sum())
+        gains = gain_matrix(snap.channels[rows], t)  # (P, A)
+        return float(rates_from_gains(gains, self.world.radio.noise_power, columns=np.flatnonzero(present)).sum())
 
     # ------------------------------------------------------------- process
-    def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None,
-                 sensors: dict[str, np.ndarray] | None = None) -> Observation:
+    def _vehicle_inputs(self, snap: Snapshot, keep: np.ndarray, sensors: dict[str, np.ndarray] | None
+                        ) -> VehicleInputs:
+        """What the reporting vehicles know, for the vehicle side of a sensing scheme."""
         radio = self.world.radio
-        feedback = None
-        if self.scheme.acquisition == "sensing":
-            # the true W-bit feedback of this moment (what a perfect on-vehicle predictor
-            # would send); schemes that predict it from ``sensors`` replace it
+        true_rss = None
+        if self.scheme.knows_true_feedback:
             true_rss = rss_vector(snap.channels[keep], radio.codebook, radio.p_max)
-            feedback = binary_feedback(true_rss, radio.feedback_threshold)
+        return VehicleInputs(ids=snap.ids[keep], sensors=sensors, true_rss=true_rss,
+                             feedback_threshold=radio.feedback_threshold, rng=self.rng)
+
+    def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None,
+                 feedback: np.ndarray | None) -> Observation:
+        """What the RSU side may use: the reports of the vehicles, and the true channels
+        only for genie schemes."""
+        radio = self.world.radio
         return Observation(
             codebook=radio.codebook, p_max=radio.p_max, noise_power=radio.noise_power,
             feedback_threshold=radio.feedback_threshold,
             channels=snap.channels[keep] if self.scheme.needs_csi else None,
-            rss=rss, feedback=feedback, sensors=sensors, rng=self.rng,
+            rss=rss, feedback=feedback, rng=self.rng,
         )
 
     def _sense(self, snap: Snapshot) -> dict[str, np.ndarray]:
         """Every car's own sensor readings of ``snap`` (GPS, camera, LiDAR), rows as in
-        ``snap.ids``, in the scheme's sensor configuration. A channel backend with its own
-        3-D scene (``channel.sense``, e.g. Sionna RT) senses that scene; otherwise the
-        geometric sensors of :mod:`v2xsim.sensing` see the boxes of the world."""
-        from v2xsim.sensing import sense
-
-        config = getattr(self.scheme, "sensor_config", None)
-        scene_sense = getattr(self.world.channel, "sense", None)
-        if scene_sense is not None:
-            readings = scene_sense(snap.positions, snap.ids, snap.obstacles, self.rng, config=config)
-        else:
-            readings = sense(self.world.layout, (snap.positions, snap.ids, snap.obstacles), self.rng, config=config)
-        readings["ids"] = snap.ids.copy()
-        return readings
+        ``snap.ids``, with the scheme's sensors. A channel backend with its own 3-D scene
+        (e.g. Sionna RT) renders them from that scene; otherwise the geometric sensors of
+        :mod:`v2xsim.sensing` see the boxes of the world."""
+        scene = self.world.channel.scene_sensor()
+        render = scene.sense if scene is not None else sense
+        return render(self.world.layout, snap, self.rng, config=self.scheme.sensor_config)
 
     def _sweep(self, members: np.ndarray, rss: np.ndarray):
         """Process: beam i is sent in slot i; each vehicle records its RSS [W] with the
@@ -204,7 +181,8 @@ class SchemeRunner:
                 yield arrival
                 continue
             start = env.now
-            period = self.policy.period(world, snap.speeds)
+            period = self.policy.period(snap.speeds, coverage_length_m=world.layout.coverage_length,
+                                        num_beams=radio.num_beams)
             members = snap.ids.copy()
             rss = None
             sensors = None
@@ -214,7 +192,7 @@ class SchemeRunner:
             elif self.scheme.acquisition == "sensing":
                 # each car captures its sensors at the start; capture, on-vehicle
                 # inference and the bits' preparation take ``sensing_s``
-                if getattr(self.scheme, "uses_sensors", False):
+                if self.scheme.uses_sensors:
                     sensors = self._sense(snap)
                 yield env.timeout(self.timing.sensing_s)
             measured = world.snapshot()
@@ -225,8 +203,12 @@ class SchemeRunner:
                 rss = rss[still_here]
             if sensors is not None:
                 sensors = {name: value[still_here] for name, value in sensors.items()}
-            observation = self._observe(measured, keep, rss, sensors)
-            bits = self.scheme.feedback_bits(radio.num_beams, self.timing)
+            feedback = None
+            if self.scheme.acquisition == "sensing" and len(ids):
+                # vehicle side: each car turns what it knows into its W feedback bits
+                feedback = self.scheme.vehicle_feedback(self._vehicle_inputs(measured, keep, sensors))
+            observation = self._observe(measured, keep, rss, feedback)
+            bits = self.scheme.feedback_bits(radio.num_beams)
             if bits > 0 and len(ids):
                 yield env.all_of([env.process(self._send(bits)) for _ in ids])
             wall = time.perf_counter()

@@ -1,27 +1,28 @@
-"""Runs a scenario's sweep (in parallel processes), with progress and resumable
+"""Runs a scenario's sweep on an executor, with progress (and time left) and resumable
 per-point checkpoints, and writes the outputs."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
-import os
 import pickle
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from v2xsim import build
+from v2xsim.cache import config_hash
 from v2xsim.config import Scenario
+from v2xsim.errors import ConfigError
+from v2xsim.executors import Executor, create_executor
+from v2xsim.progress import quiet_mode
 from v2xsim.sim.engine import RunOutput, run_point
 from v2xsim.sim.results import result_rows, write_outputs
+from v2xsim.store import ModelStore
 
 
 def scenario_hash(scenario: Scenario) -> str:
-    text = json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Hash of a scenario's whole configuration (names its sweep checkpoints)."""
+    return config_hash(scenario.model_dump(mode="json"))
 
 
 def _run_one(scenario: Scenario, point: tuple[float, int, int]) -> RunOutput:
@@ -29,19 +30,20 @@ def _run_one(scenario: Scenario, point: tuple[float, int, int]) -> RunOutput:
     return run_point(scenario, speed_kmh=speed, num_vehicles=count, seed=seed)
 
 
+def prepare_models(scenario: Scenario, *, quiet: bool = False) -> None:
+    """Load (and on first use train) every model the scenario's schemes need, once, in
+    this process, so that sweep workers only load them."""
+    build.load_plugins(scenario.plugins)
+    with quiet_mode(quiet):
+        build.schemes(scenario, ModelStore(quiet=quiet))
+
+
 def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers: int | None = None,
-              quiet: bool = False) -> list[RunOutput]:
+              quiet: bool = False, executor: Executor | None = None) -> list[RunOutput]:
     """Every point of the sweep, in sweep order. Finished points are pickled to
     ``checkpoint_dir`` and reused by a rerun of the same scenario (resume)."""
     points = scenario.points()
-    # learned schemes train (or load) their models here, once, before any worker starts
-    from v2xsim.registry import SCHEME
-
-    from v2xsim.progress import quiet_mode
-
-    with quiet_mode(quiet):
-        for spec in scenario.schemes:
-            SCHEME.create(spec.name, **spec.options).prepare(scenario)
+    prepare_models(scenario, quiet=quiet)
     outputs: dict[int, RunOutput] = {}
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,10 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
                 with path.open("rb") as handle:
                     outputs[index] = pickle.load(handle)
     todo = [i for i in range(len(points)) if i not in outputs]
-    workers = workers or min(2, os.cpu_count() or 1, max(len(todo), 1))
+    executor = executor or create_executor("local", workers=workers)
+    # longest first (alignments per simulated second grow with speed, work per alignment
+    # with K), so no worker is left with a long point at the end; outputs keep sweep order
+    todo.sort(key=lambda i: -(1.0 + points[i][0]) * max(points[i][1], 1))
     bar = None
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
@@ -59,9 +64,13 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
         bar = tqdm(total=len(points), initial=len(outputs), desc=scenario.name, unit="point", file=sys.stderr)
     elif not quiet and outputs:
         print(f"resuming: {len(outputs)} of {len(points)} points from checkpoints", file=sys.stderr)
+    started = time.perf_counter()
+    finished = 0
 
     def done(index: int, output: RunOutput) -> None:
+        nonlocal finished
         outputs[index] = output
+        finished += 1
         if checkpoint_dir is not None:
             tmp = checkpoint_dir / f"point-{index}.pkl.tmp"
             with tmp.open("wb") as handle:
@@ -72,30 +81,35 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
             bar.set_postfix_str(f"{speed:g} km/h K={count} seed={seed}")
             bar.update(1)
         elif not quiet:
+            elapsed = time.perf_counter() - started
+            left = elapsed / finished * (len(todo) - finished)
             print(f"[{len(outputs)}/{len(points)}] {speed:g} km/h, K={count}, seed {seed}: "
-                  f"{output.wall_s:.1f} s", file=sys.stderr)
+                  f"{output.wall_s:.1f} s (about {left:.0f} s left)", file=sys.stderr)
 
-    if workers <= 1 or len(todo) <= 1:
-        for index in todo:
-            done(index, _run_one(scenario, points[index]))
-    else:
-        context = multiprocessing.get_context("spawn")
-        # longest first (alignments per simulated second grow with speed, work per
-        # alignment with K), so no worker is left with a long point at the end;
-        # outputs keep the sweep order
-        todo.sort(key=lambda i: -(1.0 + points[i][0]) * max(points[i][1], 1))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_run_one, scenario, points[i]): i for i in todo}
-            for future in as_completed(futures):
-                done(futures[future], future.result())
+    for position, output in executor.map(_run_one, [(scenario, points[i]) for i in todo]):
+        done(todo[position], output)
     if bar is not None:
         bar.close()
     return [outputs[i] for i in range(len(points))]
 
 
+def prepare_output_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` (a ConfigError naming it if it is a file or cannot be written)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".v2xsim-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"--out {out_dir}: cannot write there ({error.strerror or error})") from None
+
+
 def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | None = None,
                      workers: int | None = None, quiet: bool = False) -> dict:
     """Run the sweep and write results.csv, events.csv, summary.json and the plots."""
+    prepare_output_dir(out_dir)
     checkpoints = out_dir / ".checkpoints" / scenario_hash(scenario)
     started = time.perf_counter()
     outputs = run_sweep(scenario, checkpoint_dir=checkpoints, workers=workers, quiet=quiet)

@@ -1,65 +1,18 @@
-"""The simulated road: vehicles (through the mobility model), static blockers, radio
-parameters and a per-tick cache of the channel."""
+"""The live road of one run: vehicles (through the mobility model), static blockers,
+the link budget and a cache of the channel, recomputed once per world change."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from v2xsim.channel.base import ChannelModel
+from v2xsim.geometry import DEFAULT_SIZES, KIND_CODE, OBSTACLE_KINDS, Boxes, RoadLayout, Snapshot
 from v2xsim.mobility.base import MobilityModel
-from v2xsim.world import DEFAULT_SIZES, KIND_CODE, OBSTACLE_KINDS, Boxes, RoadLayout
+from v2xsim.radio import Radio
 
 _SIZE_BY_CODE = np.array([DEFAULT_SIZES[name] for name in OBSTACLE_KINDS])
-
-
-@dataclass(frozen=True, kw_only=True)
-class Radio:
-    """Link-budget constants of one scenario.
-
-    Attributes:
-        codebook: (Nt, W) RSU codebook.
-        p_max: total transmit power [W].
-        noise_power: receiver noise power [W].
-        feedback_threshold: receiver sensitivity for RSS / binary feedback [W].
-        bandwidth_hz: signal bandwidth [Hz] (bits = bit/s/Hz x s x bandwidth).
-    """
-
-    codebook: np.ndarray
-    p_max: float
-    noise_power: float
-    feedback_threshold: float
-    bandwidth_hz: float
-
-    @property
-    def num_beams(self) -> int:
-        return int(self.codebook.shape[1])
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The users (cars) on the road at one instant.
-
-    Attributes:
-        ids: (K,) vehicle ids of the cars.
-        positions: (K, 3) antenna positions [m].
-        speeds: (K,) speeds [m/s].
-        channels: (K, Nt) channels at this instant.
-        obstacles: every box on the road (cars, trucks, static blockers).
-    """
-
-    ids: np.ndarray
-    positions: np.ndarray
-    speeds: np.ndarray
-    channels: np.ndarray
-    obstacles: Boxes
-
-    def rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Row of each of ``ids`` in this snapshot (all must be present)."""
-        order = np.argsort(self.ids)
-        return order[np.searchsorted(self.ids, ids, sorter=order)]
 
 
 class World:
@@ -144,5 +97,6 @@ class World:
             ids = m.ids[is_car]
             channels = self.channel.channels(positions, obstacles, ids) if len(ids) else np.zeros(
                 (0, self.radio.codebook.shape[0]), dtype=complex)
-            self._snapshot = Snapshot(ids.copy(), positions, m.speed[is_car].copy(), channels, obstacles)
+            self._snapshot = Snapshot(ids=ids.copy(), positions=positions, obstacles=obstacles,
+                                      speeds=m.speed[is_car].copy(), channels=channels)
         return self._snapshot

@@ -50,7 +50,7 @@ class RSUStudy(BaseModel):
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy:
-    from v2xsim.config import _format_error
+    from v2xsim.config import format_validation_error
     from v2xsim.studies import read_study_file
 
     path = Path(path)
@@ -58,7 +58,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy
     try:
         study = RSUStudy.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_format_error(error)}") from None
+        raise ConfigError(f"{path}: {format_validation_error(error)}") from None
     if study.study != "rsu_ablation":
         raise ConfigError(f"{path}: study: expected 'rsu_ablation', got {study.study!r}")
     if any(k < 1 for k in study.num_vehicles):
@@ -68,14 +68,16 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy
 
 def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[str, Any]:
     """Train / load every variant, evaluate, write table.csv, table.md, summary.json, plots."""
-    from v2xsim.agents.train_rsu import (DataConfig, RSUTrainingConfig, baseline_sum_rates, cached_drops,
-                                         rsu_sum_rates, train_rsu)
     from v2xsim.config import RadioConfig, RoadConfig
+    from v2xsim.store import ModelStore
+    from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, cached_drops, rsu_sum_rates, train_rsu
+
+    store = ModelStore(quiet=quiet)
 
     ks = sorted(set(study.num_vehicles))
     data = DataConfig(road=RoadConfig(**study.road).model_dump(), radio=RadioConfig(**study.radio).model_dump(),
                       num_vehicles=tuple(ks), samples_per_k=study.samples_per_k, seed=study.seed)
-    test = cached_drops(data, split="test")
+    test = cached_drops(data, split="test", store=store)
     per_k_test = {k: test.with_k(k) for k in ks}
     rows: list[dict[str, Any]] = []
 
@@ -99,12 +101,12 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
                 for k in ks:
                     config = RSUTrainingConfig(data=DataConfig(**{**train_data.__dict__, "num_vehicles": (k,)}),
                                                **options)
-                    model = train_rsu(config, quiet=quiet)
+                    model = train_rsu(config, store=store)
                     for reordered in (False, True):
                         record(variant.label, k, rsu_sum_rates(model, per_k_test[k], reorder=reordered,
                                                                seed=study.seed), reordered, "mlp")
                 continue
-            model = train_rsu(RSUTrainingConfig(data=train_data, **options), quiet=quiet)
+            model = train_rsu(RSUTrainingConfig(data=train_data, **options), store=store)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"variants.{variant.label}: {error}") from None
         for k in ks:
@@ -126,6 +128,26 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
     if not quiet:
         print(markdown_table(rows, ks))
     return summary
+
+
+def baseline_sum_rates(drops, scheme_name: str) -> np.ndarray:
+    """Sum rate [bit/s/Hz] of a classical scheme on every drop (true channels, noise 1):
+    the scheme sees the drop's sweep RSS and (genie schemes) its channels."""
+    from v2xsim.metrics import rss_vector, user_rates
+    from v2xsim.registry import SCHEME
+    from v2xsim.schemes.base import Observation
+
+    scheme = SCHEME.create(scheme_name)
+    out = np.zeros(len(drops.mask))
+    for index in range(len(drops.mask)):
+        h = drops.channels[index][drops.mask[index]].astype(complex)
+        observation = Observation(codebook=drops.codebook, p_max=drops.p_max, noise_power=1.0,
+                                  feedback_threshold=drops.threshold, channels=h,
+                                  rss=rss_vector(h, drops.codebook, drops.p_max),
+                                  feedback=drops.feedback[index][drops.mask[index]])
+        allocation = scheme.allocate(observation)
+        out[index] = user_rates(h, allocation.precoders(drops.codebook), 1.0).sum()
+    return out
 
 
 def markdown_table(rows: list[dict[str, Any]], ks: list[int]) -> str:
@@ -152,7 +174,7 @@ def plot_study(rows: list[dict[str, Any]], ks: list[int], out_dir: Path, *, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from v2xsim.plots import _STYLES
+    from v2xsim.plots import LINE_STYLES
 
     def series(label: str, reordered: bool) -> tuple[list[int], list[float]]:
         points = sorted((r["num_vehicles"], r["sum_rate"]) for r in rows
@@ -164,7 +186,7 @@ def plot_study(rows: list[dict[str, Any]], ks: list[int], out_dir: Path, *, titl
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     for index, label in enumerate(labels):
-        marker, line = _STYLES[index % len(_STYLES)]
+        marker, line = LINE_STYLES[index % len(LINE_STYLES)]
         left.plot(*series(label, False), marker=marker, linestyle=line, color=colours[index % len(colours)],
                   label=label)
     gnn = [label for label in labels if architecture[label] == "gnn"][:1]

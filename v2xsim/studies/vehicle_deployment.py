@@ -57,13 +57,13 @@ class VehicleStudy(BaseModel):
 
 def load_vehicle_study(data: dict[str, Any], path: Path) -> VehicleStudy:
     """Validate an already parsed study file."""
-    from v2xsim.agents.gba_vehicle import DEPLOYMENTS, MODALITIES
-    from v2xsim.config import _format_error
+    from v2xsim.models.gba_vehicle import DEPLOYMENTS, MODALITIES
+    from v2xsim.config import format_validation_error
 
     try:
         study = VehicleStudy.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_format_error(error)}") from None
+        raise ConfigError(f"{path}: {format_validation_error(error)}") from None
     for index, sensors in enumerate(study.sensor_sets):
         if not sensors or any(s not in MODALITIES for s in sensors):
             raise ConfigError(f"{path}: sensor_sets[{index}]: use a non-empty subset of {', '.join(MODALITIES)}")
@@ -75,7 +75,7 @@ def load_vehicle_study(data: dict[str, Any], path: Path) -> VehicleStudy:
 
 def snapshot_rows(data: dict[int, dict[str, np.ndarray]], trials: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """Sample indices of ``trials`` per episode, and the (S, K) rows of the resulting
-    :class:`~v2xsim.agents.train_vehicle.SensorSet` that form each simultaneous snapshot
+    :class:`~v2xsim.training.vehicle.SensorSet` that form each simultaneous snapshot
     (every episode holds the same snapshots in the same order)."""
     episodes = sorted(data)
     indices = {e: np.flatnonzero(np.isin(data[e]["trial"], trials)) for e in episodes}
@@ -96,21 +96,21 @@ def feedback_sum_rates(rsu_model, feedback: np.ndarray, channels: np.ndarray, *,
     """
     import torch
 
-    from v2xsim.agents.gba import allocation_from_rows
     from v2xsim.metrics import sum_rate
+    from v2xsim.schemes.base import Allocation
 
     with torch.inference_mode():
         rows = rsu_model(torch.from_numpy(np.asarray(feedback, dtype=np.float32)), p_max).numpy()
     rates = np.empty(len(rows))
     for s, allocation_rows in enumerate(rows):
-        allocation = allocation_from_rows(allocation_rows)
+        allocation = Allocation.from_rows(allocation_rows)
         rates[s] = sum_rate(channels[s], allocation.precoders(codebook), noise_power)
     return rates
 
 
 def oracle_sum_rates(channels: np.ndarray, *, p_max: float, noise_power: float, codebook: np.ndarray) -> np.ndarray:
     """Sum rate [bit/s/Hz] of the oracle scheme per snapshot."""
-    from v2xsim.agents.base import Observation
+    from v2xsim.schemes.base import Observation
     from v2xsim.metrics import sum_rate
     from v2xsim.registry import SCHEME
 
@@ -125,11 +125,12 @@ def oracle_sum_rates(channels: np.ndarray, *, p_max: float, noise_power: float, 
 def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False) -> dict[str, Any]:
     """Generate / reuse data, train / reuse models, evaluate, write table.csv, table.md,
     summary.json and a plot."""
-    from v2xsim.agents.train_rsu import DataConfig, RSUTrainingConfig, cache_dir, train_rsu
-    from v2xsim.agents.train_vehicle import SensorSet, VehicleTrainingConfig, evaluate_vehicle, train_vehicle
-    from v2xsim.config import RadioConfig, RoadConfig, Scenario
+    from v2xsim import build
+    from v2xsim.config import RadioConfig, RoadConfig
     from v2xsim.data.flash_like import FlashLikeConfig, dataset_dir, generate_flash_like, load_flash_like, trial_split
-    from v2xsim.sim.engine import radio_of
+    from v2xsim.store import ModelStore
+    from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, train_rsu
+    from v2xsim.training.vehicle import SensorSet, VehicleTrainingConfig, evaluate_vehicle, train_vehicle
 
     road, radio_config = RoadConfig(**study.road), RadioConfig(**study.radio)
     try:
@@ -140,8 +141,9 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
                                        **study.rsu)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"study options: {error}") from None
-    radio = radio_of(Scenario(road=road, radio=radio_config, schemes=[{"name": "oracle"}]))
-    root = dataset_dir(data_config, cache_dir())
+    store = ModelStore(quiet=quiet)
+    radio = build.site(road, radio_config).radio
+    root = dataset_dir(data_config, store.directory)
     dataset = generate_flash_like(root, data_config, quiet=quiet)
     episodes = load_flash_like(root)
     train_trials, test_trials = trial_split(episodes, test_fraction=study.test_fraction, seed=study.seed)
@@ -152,23 +154,23 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
     channels = np.concatenate([episodes[e]["channel"][test_index[e]] for e in sorted(episodes)])[snapshots]
     los = np.concatenate([episodes[e]["los"][test_index[e]] for e in sorted(episodes)])
     codebook = radio.codebook
-    rsu_model = train_rsu(rsu_config, quiet=quiet)
+    rsu_model = train_rsu(rsu_config, store=store)
     rate_args = dict(p_max=radio.p_max, noise_power=radio.noise_power, codebook=codebook)
     true_rate = feedback_sum_rates(rsu_model, test_set.feedback[snapshots], channels, **rate_args)
     oracle_rate = oracle_sum_rates(channels, **rate_args)
 
-    models = {"all sensors": train_vehicle(vehicle_config, train_set, quiet=quiet)}
+    models = {"all sensors": train_vehicle(vehicle_config, train_set, store=store)}
     if study.no_dropout_baseline and vehicle_config.modality_dropout > 0:
         # the paper's centralised UB: always every sensor in training, nothing pruned
         plain = VehicleTrainingConfig(**{**vehicle_config.__dict__, "modality_dropout": 0.0})
-        models["all sensors, no modality dropout"] = train_vehicle(plain, train_set, quiet=quiet)
+        models["all sensors, no modality dropout"] = train_vehicle(plain, train_set, store=store)
     if study.fusion_baseline:
         other = "sum" if vehicle_config.fusion == "mean" else "mean"
         swapped = VehicleTrainingConfig(**{**vehicle_config.__dict__, "fusion": other})
-        models[f"all sensors, {other} fusion"] = train_vehicle(swapped, train_set, quiet=quiet)
+        models[f"all sensors, {other} fusion"] = train_vehicle(swapped, train_set, store=store)
     if study.gps_only_baseline:
         gps_config = VehicleTrainingConfig(**{**vehicle_config.__dict__, "modalities": ("gps",)})
-        models["GPS only"] = train_vehicle(gps_config, train_set, quiet=quiet)
+        models["GPS only"] = train_vehicle(gps_config, train_set, store=store)
 
     rows: list[dict[str, Any]] = []
     for trained, model in models.items():

@@ -1,1 +1,0 @@
-"""Beam-alignment schemes: classical baselines and learned agents."""

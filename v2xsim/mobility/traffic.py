@@ -1,0 +1,163 @@
+"""Traffic sources: how vehicles enter the covered stretch (SimPy processes).
+
+Patterns:
+    ``constant``: K cars (and trucks) stay on the stretch; a vehicle that leaves at the far
+        end re-enters at the near end in its lane (a ring road), so K never changes.
+    ``poisson``: independent Poisson arrivals per lane, rate chosen so that on average K
+        cars are in coverage; the initial road is populated at that density.
+    ``platoon``: Poisson arrivals of platoons of ``platoon_size`` cars ``platoon_gap_m``
+        apart, same mean density.
+    ``fixed``: an explicit list of arrivals ``{time_s, lane, speed_kmh, kind}``.
+A vehicle only enters when its lane has room at the entry (``min_entry_gap_m``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import simpy
+
+from v2xsim.errors import ConfigError
+from v2xsim.geometry import DEFAULT_SIZES, RoadLayout
+from v2xsim.units import kmh_to_mps
+
+PATTERNS = ("constant", "poisson", "platoon", "fixed")
+#: how often a vehicle waiting at a full lane entry looks again [s]
+ENTRY_RETRY_S = 0.01
+
+
+class Road(Protocol):
+    """What a traffic source needs of the live road (:class:`v2xsim.sim.world.World`)."""
+
+    layout: RoadLayout
+    departure_listeners: list[Callable[[int, str, int], None]]
+
+    def add_vehicle(self, *, x: float, lane: int, speed: float, desired_speed: float | None = None,
+                    kind: str = "car") -> int: ...
+
+    def lane_tail(self, lane: int) -> float: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arrival:
+    """One scripted arrival of the ``fixed`` pattern."""
+
+    time_s: float
+    lane: int
+    speed_kmh: float
+    kind: str = "car"
+
+
+@dataclass(kw_only=True)
+class TrafficSource:
+    """Puts vehicles on the road.
+
+    Attributes:
+        pattern: one of :data:`PATTERNS`.
+        num_vehicles: cars in coverage (exact for ``constant``, mean otherwise).
+        speed_mps: nominal speed [m/s].
+        speed_spread: relative spread of the drivers' desired speeds (log-normal, mean 1).
+        truck_share: trucks per car (blockers, not served).
+        platoon_size: cars per platoon.
+        platoon_gap_m: bumper-to-bumper gap inside a platoon [m].
+        min_entry_gap_m: free road needed at the entry [m].
+        arrivals: scripted arrivals of the ``fixed`` pattern.
+    """
+
+    pattern: str = "constant"
+    num_vehicles: int = 10
+    speed_mps: float = kmh_to_mps(60.0)
+    speed_spread: float = 0.0
+    truck_share: float = 0.0
+    platoon_size: int = 4
+    platoon_gap_m: float = 8.0
+    min_entry_gap_m: float = 2.0
+    arrivals: list[Arrival] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {self.pattern!r}")
+        if self.num_vehicles < 0:
+            raise ValueError(f"num_vehicles must be >= 0, got {self.num_vehicles}")
+        if self.speed_mps <= 0:
+            raise ValueError(f"speed must be > 0, got {self.speed_mps}")
+
+    # --------------------------------------------------------------- helpers
+    def _desired_speed(self, rng: np.random.Generator) -> float:
+        if self.speed_spread == 0:
+            return self.speed_mps
+        sigma = np.sqrt(np.log1p(self.speed_spread ** 2))
+        return float(self.speed_mps * rng.lognormal(-sigma ** 2 / 2, sigma))
+
+    def _kinds(self, rng: np.random.Generator, cars: int) -> list[str]:
+        trucks = int(round(cars * self.truck_share)) if self.pattern == "constant" else int(
+            rng.poisson(cars * self.truck_share))
+        kinds = ["car"] * cars + ["truck"] * trucks
+        rng.shuffle(kinds)
+        return kinds
+
+    def populate(self, world: Road, rng: np.random.Generator) -> None:
+        """Initial vehicles spread over the lanes with random, non-overlapping gaps."""
+        if self.pattern == "fixed":
+            return
+        cars = self.num_vehicles if self.pattern == "constant" else int(rng.poisson(self.num_vehicles))
+        kinds = self._kinds(rng, cars)
+        lanes = rng.integers(0, world.layout.num_lanes, len(kinds))
+        x_min, x_max = world.layout.x_range
+        span = x_max - x_min
+        for lane in range(world.layout.num_lanes):
+            members = [k for k, l in zip(kinds, lanes) if l == lane]
+            if not members:
+                continue
+            lengths = np.array([DEFAULT_SIZES[k][0] for k in members])
+            slack = span - lengths.sum() - self.min_entry_gap_m * len(members)
+            if slack < 0:
+                raise ConfigError(f"traffic: {len(members)} vehicles do not fit in lane {lane} "
+                                 f"({span:.1f} m of road); lower num_vehicles or add lanes")
+            gaps = rng.dirichlet(np.ones(len(members) + 1))[:-1] * slack + self.min_entry_gap_m
+            rear = x_min + np.cumsum(gaps) + np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
+            for kind, length, r in zip(members, lengths, rear):
+                speed = self._desired_speed(rng)
+                world.add_vehicle(x=float(r + length / 2), lane=lane, speed=speed, desired_speed=speed, kind=kind)
+
+    def _enter(self, env: simpy.Environment, world: Road, lane: int, kind: str, speed: float):
+        """Process: wait until the lane entry is free, then add the vehicle."""
+        length = DEFAULT_SIZES[kind][0]
+        x_entry = world.layout.x_range[0]
+        while world.lane_tail(lane) - x_entry < self.min_entry_gap_m:
+            yield env.timeout(ENTRY_RETRY_S)
+        world.add_vehicle(x=x_entry - length / 2, lane=lane, speed=speed, desired_speed=speed, kind=kind)
+
+    # -------------------------------------------------------------- process
+    def run(self, env: simpy.Environment, world: Road, rng: np.random.Generator):
+        """Process generating the arrivals of the pattern."""
+        if self.pattern == "constant":
+            def on_departure(vehicle_id: int, kind: str, lane: int) -> None:
+                env.process(self._enter(env, world, lane, kind, self._desired_speed(rng)))
+
+            world.departure_listeners.append(on_departure)
+            return
+            yield  # a generator even when it returns at once
+        elif self.pattern in ("poisson", "platoon"):
+            contact = world.layout.coverage_length / self.speed_mps
+            group = self.platoon_size if self.pattern == "platoon" else 1
+            rate = self.num_vehicles / contact / group  # groups per second, all lanes
+            if rate == 0:
+                return
+            while True:
+                yield env.timeout(rng.exponential(1.0 / rate))
+                lane = int(rng.integers(0, world.layout.num_lanes))
+                kinds = self._kinds(rng, group)
+                env.process(self._platoon(env, world, lane, kinds, self._desired_speed(rng)))
+        else:
+            for arrival in sorted(self.arrivals, key=lambda a: a.time_s):
+                yield env.timeout(max(0.0, arrival.time_s - env.now))
+                env.process(self._enter(env, world, arrival.lane, arrival.kind, kmh_to_mps(arrival.speed_kmh)))
+
+    def _platoon(self, env: simpy.Environment, world: Road, lane: int, kinds: list[str], speed: float):
+        for index, kind in enumerate(kinds):
+            if index:
+                yield env.timeout((self.platoon_gap_m + DEFAULT_SIZES[kind][0]) / speed)
+            yield env.process(self._enter(env, world, lane, kind, speed))

@@ -1,0 +1,1 @@
+"""Beam-alignment schemes (plug-ins): the Scheme contract, classical baselines and GBA."""

@@ -1,0 +1,92 @@
+"""The model store: trained models (and the data sets they were trained on) kept on disk
+under a hash of their configuration, and the one resume mechanism every training uses.
+
+A training asks the store for a :class:`Checkpoint` named by its kind and configuration
+hash. A finished checkpoint is loaded instead of training; a partial one (written every
+few steps or epochs) lets a killed training resume where it stopped. Writes are atomic
+(temporary file + rename), so parallel processes may share a store.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from v2xsim.cache import cache_dir
+
+
+def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _torch_load(path: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The final and partial checkpoint files of one trained model.
+
+    Attributes:
+        final: the finished model (``{"model": state_dict, ...}``).
+        partial: the state of an interrupted training (model, optimiser, generator, step).
+    """
+
+    final: Path
+    partial: Path
+
+    def finished(self) -> dict[str, Any] | None:
+        """The finished checkpoint's contents, or None when there is none."""
+        return _torch_load(self.final) if self.final.exists() else None
+
+    def resume(self) -> dict[str, Any] | None:
+        """The partial training state to resume from, or None."""
+        return _torch_load(self.partial) if self.partial.exists() else None
+
+    def save_partial(self, state: dict[str, Any]) -> None:
+        _atomic_torch_save(state, self.partial)
+
+    def save_final(self, state: dict[str, Any]) -> None:
+        """Write the finished model and drop the partial state."""
+        _atomic_torch_save(state, self.final)
+        self.partial.unlink(missing_ok=True)
+
+
+class ModelStore:
+    """Trained models and generated training data under one directory.
+
+    Args:
+        directory: where to keep them (default: the v2xsim cache, ``$V2XSIM_CACHE`` or
+            ``~/.cache/v2xsim``).
+        quiet: silence the progress output of trainings started through this store.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None, *, quiet: bool = False) -> None:
+        self.directory = Path(directory) if directory is not None else cache_dir()
+        self.quiet = quiet
+
+    def checkpoint(self, kind: str, key: str) -> Checkpoint:
+        """Checkpoint files of a model of ``kind`` (e.g. "rsu") with configuration hash ``key``."""
+        return Checkpoint(self.directory / f"{kind}-{key}.pt", self.directory / f"{kind}-{key}.partial.pt")
+
+    def path(self, name: str) -> Path:
+        """A file or folder of the store (e.g. a generated data set)."""
+        return self.directory / name
+
+    def __repr__(self) -> str:
+        return f"ModelStore({str(self.directory)!r})"

@@ -1,0 +1,1 @@
+"""Training of the learned models and the model store that caches them."""
