@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.v2xsim-installed
 OUT ?= results/speed_sweep
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -28,9 +28,18 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/v2xsim run scenarios/speed_sweep.toml --out $(OUT)
 
+# the layer contract (import-linter), then every test on both cores (pytest-xdist);
 # pytest exit code 5 means "no tests collected": not a failure for CI
 test: setup
-	$(BIN)/python -m pytest -q --durations=10; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -n 2 --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+# the fast loop: everything but the slow tests, on both cores
+test-fast: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+lint: setup
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/wmmse_solve_time.py

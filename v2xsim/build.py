@@ -40,13 +40,6 @@ from v2xsim.store import ModelStore
 from v2xsim.timing import RealignmentPolicy, TimingModel
 from v2xsim.units import dbm_to_watt, kmh_to_mps
 
-#: keyword arguments the engine gives every channel backend's constructor
-CHANNEL_KEYWORDS = ("layout", "num_antennas", "carrier_hz", "seed")
-#: keyword arguments the engine gives every mobility model's constructor (none: the road
-#: reaches it through :meth:`MobilityModel.reset`)
-MOBILITY_KEYWORDS: tuple[str, ...] = ()
-
-
 # ------------------------------------------------------------------ plug-in modules
 def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
     """Import the modules that register a scenario's own plug-ins (``plugins = [...]``).

@@ -223,10 +223,6 @@ class Scenario(Section):
             raise ValueError("schemes: two schemes share a label; give one a distinct 'label'")
         return self
 
-    @property
-    def coverage_angle_rad(self) -> float:
-        return math.radians(self.road.coverage_angle_deg)
-
     def points(self) -> list[tuple[float, int, int]]:
         """Every (speed_kmh, num_vehicles, seed) of the sweep, in run order."""
         speeds = self.sweep.speed_kmh or [self.traffic.speed_kmh]
@@ -301,3 +297,241 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
         return scenario_from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+# ---------------------------------------------------------------- key reference
+def key_reference() -> str:
+    """Markdown reference of every scenario key (``docs/scenario-reference.md``).
+
+    Walks :class:`Scenario` and its nested section models: one table per section with
+    key, type, default, unit (from the key's suffix), constraints (from the field
+    metadata, plus the checks of the validators) and a one-line meaning.
+    """
+    import types
+    import typing
+
+    units = {"m": "m", "s": "s", "ms": "ms", "us": "µs", "kmh": "km/h", "mps": "m/s", "deg": "deg",
+             "db": "dB", "dbm": "dBm", "hz": "Hz", "ghz": "GHz", "gbps": "Gbit/s"}
+    sections = {
+        "": "Keys at the top of the file, before any table.",
+        "road": "RSU site geometry: the RSU pole beside a straight multi-lane road; the covered "
+                "stretch is `2 rsu_height_m tan(coverage_angle_deg / 2)` long.",
+        "road.lanes": "One entry per lane, all driving in +x, lane 0 nearest the RSU.",
+        "radio": "RSU array, codebook and link budget.",
+        "channel": "Channel backend (a `CHANNEL` plug-in) and how the data phase sees the channel.",
+        "traffic": "How vehicles enter the covered stretch; `num_vehicles` and `speed_kmh` are the "
+                   "defaults of the sweep.",
+        "traffic.arrivals": "Scripted arrivals of the `fixed` pattern.",
+        "blockers": "Static blockers placed at random along the stretch at the start of every run.",
+        "mobility": "Mobility model (a `MOBILITY` plug-in).",
+        "timing": "Durations of the alignment steps (defaults: Table I of the GBA paper: a 34-beam "
+                  "sweep in 20.31 ms, 442 feedback bits in 247 ns, 0.91 ms on-vehicle sensing).",
+        "realignment": "When the RSU starts the next alignment.",
+        "simulation": "Simulated time of one swept point and the world tick.",
+        "schemes": "The beam-alignment schemes (`SCHEME` plug-ins), all run on the same world.",
+        "sweep": "Swept values; every combination of speed, vehicle count and seed is one point. "
+                 "An empty list falls back to the traffic default (or the scenario seed).",
+        "output": "What a run writes besides results.csv, summary.json and timing.json.",
+    }
+    meanings = {
+        "name": "scenario name (progress bar, summary.json, plot titles)",
+        "description": "free text, copied to summary.json",
+        "seed": "run seed; every random stream of a point derives from it (unless `sweep.seeds` is set)",
+        "plugins": "modules imported before the scenario is built, in every process; they register "
+                   "the scenario's own plug-ins",
+        "schemes": "the schemes, one `[[schemes]]` table each",
+        "road.rsu_height_m": "height `h` of the RSU array",
+        "road.coverage_angle_deg": "coverage angle `phi` of the RSU sector",
+        "road.lanes": "the lanes, one `[[road.lanes]]` table each (`lanes = [{}, {}]`: two lanes)",
+        "road.lane_width_m": "lane width",
+        "road.rsu_setback_m": "distance of the RSU pole from the road edge",
+        "road.sidewalk_m": "sidewalk width on both sides; building walls stand behind it",
+        "road.buildings": "street-side building walls reflect (image method)",
+        "road.lanes.speed_limit_kmh": "speed limit of the lane (used by `idm`); unset: no limit",
+        "radio.carrier_ghz": "carrier frequency",
+        "radio.num_antennas": "elements of the RSU's uniform linear array",
+        "radio.num_beams": "beams `W` of the DFT codebook spread over the coverage sector",
+        "radio.tx_power_dbm": "total RSU transmit power `p_max`",
+        "radio.bandwidth_hz": "signal bandwidth (noise power, delivered bits)",
+        "radio.noise_figure_db": "receiver noise figure",
+        "radio.sensitivity_dbm": "a vehicle reports (feedback bit 1) and can measure a beam whose RSS "
+                                 "exceeds this; -58 dBm: a mid-rate 802.11ad MCS",
+        "channel.backend": "channel backend: `geometric`, `sionna_rt` or a registered plug-in",
+        "channel.aging": "re-evaluate the channel at every world tick while beams serve; false: hold "
+                         "the rate of the alignment instant (frozen channel)",
+        "channel.options": "keyword arguments of the backend (e.g. `scene` for `sionna_rt`); unknown "
+                           "ones are refused",
+        "traffic.pattern": "`constant`: exactly K cars (a car leaving re-enters at the start of its "
+                           "lane); `poisson` / `platoon`: random arrivals with mean K; `fixed`: `arrivals`",
+        "traffic.num_vehicles": "cars K in coverage (exact for `constant`, mean otherwise)",
+        "traffic.speed_kmh": "nominal speed",
+        "traffic.speed_spread": "relative spread of the drivers' desired speeds (log-normal, mean 1)",
+        "traffic.truck_share": "trucks per car; trucks drive along as blockers and are not served",
+        "traffic.platoon_size": "cars per platoon (`platoon`)",
+        "traffic.platoon_gap_m": "bumper-to-bumper gap inside a platoon",
+        "traffic.min_entry_gap_m": "free road a vehicle needs at the lane entry before it enters",
+        "traffic.arrivals": "scripted arrivals, one `[[traffic.arrivals]]` table each (`fixed`)",
+        "traffic.arrivals.time_s": "simulated time of the arrival",
+        "traffic.arrivals.lane": "lane index (0 nearest the RSU)",
+        "traffic.arrivals.speed_kmh": "speed of the arriving vehicle",
+        "traffic.arrivals.kind": "`car` (served) or `truck` (blocker only)",
+        "blockers.pedestrians": "pedestrians on the far sidewalk",
+        "blockers.parked_cars": "cars parked at the far kerb",
+        "mobility.model": "mobility model: `constant_velocity`, `idm` or a registered plug-in",
+        "mobility.options": "keyword arguments of the model (e.g. `time_headway` for `idm`); unknown "
+                            "ones are refused",
+        "timing.beam_slot_ms": "sweep time per codebook beam (20.31 ms / 34)",
+        "timing.backchannel_rate_gbps": "back-channel bit rate (442 bits / 247 ns)",
+        "timing.mac_access_us": "medium-access overhead added to every feedback message",
+        "timing.sensing_ms": "on-vehicle sensing, prediction and bit preparation of sensing schemes",
+        "timing.compute": "RSU computation time: `configured` (`compute_ms`) or `measured` wall time "
+                          "of the scheme's call (not bit-reproducible)",
+        "timing.compute_ms": "configured RSU computation time per scheme label; missing labels: 0",
+        "realignment.policy": "`coherence`: after the shortest beam coherence time `T_contact / W` "
+                              "among the vehicles; `fixed`: every `period_ms`",
+        "realignment.period_ms": "realignment period of the `fixed` policy",
+        "realignment.min_speed_mps": "slower vehicles count as this speed in the coherence time",
+        "simulation.duration_s": "simulated time per swept point",
+        "simulation.tick_ms": "world tick: vehicles move and (with `aging`) channels are re-evaluated",
+        "schemes.name": "scheme: `oracle`, `zf_sweep`, `wmmse_ce`, `gba` or a registered plug-in",
+        "schemes.label": "name in the results (default: `name`); lets one scheme appear twice",
+        "schemes.options": "keyword arguments of the scheme (e.g. `feedback` for `gba`); unknown ones "
+                           "are refused",
+        "sweep.speed_kmh": "speeds to sweep (default: `traffic.speed_kmh`)",
+        "sweep.num_vehicles": "vehicle counts K to sweep (default: `traffic.num_vehicles`)",
+        "sweep.seeds": "seeds to sweep (default: `seed`)",
+        "output.plots": "write the plots",
+        "output.event_log": "write events.csv (one row per alignment cycle)",
+    }
+    checks = {
+        "schemes.label": "unique among the schemes",
+        "channel.options": "numbers finite",
+        "mobility.options": "numbers finite",
+        "schemes.options": "numbers finite",
+        "timing.compute_ms": "every value ≥ 0",
+        "realignment.period_ms": 'required when policy = "fixed"',
+        "sweep.speed_kmh": "every value > 0",
+        "sweep.num_vehicles": "every value ≥ 0",
+        "traffic.arrivals.lane": "< number of lanes",
+    }
+
+    def is_model(annotation: Any) -> bool:
+        return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+    def item_model(annotation: Any) -> Any:
+        """The model of a ``list[Model]`` annotation, else None."""
+        if typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            if is_model(item):
+                return item
+        return None
+
+    def type_name(annotation: Any) -> str:
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is Annotated:
+            return type_name(args[0])
+        if origin is Literal:
+            return " \\| ".join(f'`"{value}"`' for value in args)
+        if origin in (typing.Union, types.UnionType):
+            rest = [arg for arg in args if arg is not type(None)]
+            name = " or ".join(type_name(arg) for arg in rest)
+            return f"{name} (optional)" if len(rest) < len(args) else name
+        if origin is list:
+            return "array of tables" if is_model(args[0]) else f"array of {type_name(args[0])}"
+        if origin is dict:
+            return "table" if args[1] is Any else f"table of {type_name(args[1])}"
+        if is_model(annotation):
+            return "table"
+        return {bool: "boolean", int: "integer", float: "float", str: "string"}.get(annotation, str(annotation))
+
+    def literal(value: Any) -> str:
+        """A default as it would be written in TOML."""
+        if value is None:
+            return "unset"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return f'"{value}"'
+        if isinstance(value, float):
+            text = repr(value)
+            if len(text) > 8:
+                text = f"{value:.6g}".replace("e+0", "e").replace("e+", "e")
+            return text
+        if isinstance(value, BaseModel):
+            return literal(value.model_dump(exclude_defaults=True))
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(literal(item) for item in value) + "]"
+        if isinstance(value, dict):
+            if not value:
+                return "{}"
+            return "{ " + ", ".join(f"{key} = {literal(item)}" for key, item in value.items()) + " }"
+        return str(value)
+
+    def default_of(field: Any) -> str:
+        if field.is_required():
+            return "required"
+        value = field.default_factory() if field.default_factory is not None else field.default
+        return f"`{literal(value)}`" if value is not None else "unset"
+
+    def constraints_of(path: str, field: Any) -> str:
+        found = []
+        for meta in field.metadata:
+            for attribute, symbol in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+                bound = getattr(meta, attribute, None)
+                if bound is not None:
+                    found.append(f"{symbol} {bound:g}")
+            if getattr(meta, "min_length", None) is not None:
+                found.append(f"at least {meta.min_length} {'entry' if meta.min_length == 1 else 'entries'}")
+            if getattr(meta, "max_length", None) is not None:
+                found.append(f"at most {meta.max_length} entries")
+        if path in checks:
+            found.append(checks[path])
+        return ", ".join(found)
+
+    def unit_of(key: str) -> str:
+        return units.get(key.rsplit("_", 1)[-1], "") if "_" in key else ""
+
+    out = [
+        "# Scenario file reference",
+        "",
+        "Generated by `v2xsim.config.key_reference()` from the scenario schema in `v2xsim/config.py`;",
+        "`tests/test_docs.py` keeps this file in sync. Regenerate it with",
+        "",
+        "```bash",
+        "python -c \"from v2xsim.config import key_reference; print(key_reference(), end='')\" > docs/scenario-reference.md",
+        "```",
+        "",
+        "A scenario is one TOML file. Every table refuses unknown keys and every number must be",
+        "finite (`inf` and `nan` are refused, also inside plug-in `options`). Any key can be",
+        "overridden on the command line with `--set section.key=value` (the value is read as TOML).",
+        "Units follow the key's suffix. Plug-in `options` tables are passed to the plug-in's",
+        "constructor as keyword arguments; the error for an unknown option lists the valid ones.",
+    ]
+
+    def section(model: type[BaseModel], path: str, *, array: bool = False, note: str = "") -> None:
+        heading = "Top-level keys" if not path else (f"`[[{path}]]`" if array else f"`[{path}]`")
+        out.extend(["", f"## {heading}", "", sections.get(path) or (model.__doc__ or "").strip().split("\n")[0]])
+        if note:
+            out[-1] += f" {note}"
+        out.extend(["", "| key | type | default | unit | constraints | meaning |", "|---|---|---|---|---|---|"])
+        nested = []
+        for key, field in model.model_fields.items():
+            dotted = f"{path}.{key}" if path else key
+            annotation = field.annotation
+            if is_model(annotation):
+                nested.append((annotation, dotted, False, ""))
+                continue
+            item = item_model(annotation)
+            if item is not None:
+                note = "Required" if field.is_required() else f"Default: {default_of(field)}"
+                least = [m.min_length for m in field.metadata if getattr(m, "min_length", None)]
+                if least:
+                    note += f", at least {least[0]} {'entry' if least[0] == 1 else 'entries'}"
+                nested.append((item, dotted, True, note + "."))
+            out.append(f"| `{key}` | {type_name(annotation)} | {default_of(field)} | {unit_of(key)} | "
+                       f"{constraints_of(dotted, field)} | {meanings.get(dotted, field.description or '')} |")
+        for child, dotted, child_array, child_note in nested:
+            section(child, dotted, array=child_array, note=child_note)
+
+    section(Scenario, "")
+    return "\n".join(out) + "\n"

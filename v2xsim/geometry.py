@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.timing import coverage_length as _coverage_length
 
 #: obstacle classes; index = code stored in :class:`Boxes.kind`

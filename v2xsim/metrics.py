@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.units import db_to_linear, dbm_to_watt, watt_to_dbm  # noqa: F401 - re-exported
 
 

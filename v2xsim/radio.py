@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 
 #: thermal noise power spectral density kT at 290 K [dBm/Hz]
 THERMAL_NOISE_DBM_PER_HZ = -174.0

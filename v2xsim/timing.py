@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.units import kmh_to_mps
 
 __all__ = ["RealignmentPolicy", "TimingModel", "beam_coherence_time", "contact_time", "coverage_length",

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-#: metres per second in one kilometre per hour
-MPS_PER_KMH = 1.0 / 3.6
-
-
 def kmh_to_mps(speed_kmh):
     """km/h to m/s; scalar in, float out, array in, array out."""
     if np.ndim(speed_kmh):
         return np.asarray(speed_kmh, dtype=float) / 3.6
     return float(speed_kmh) / 3.6
-
-
-def mps_to_kmh(speed_mps):
-    """m/s to km/h; scalar in, float out, array in, array out."""
-    if np.ndim(speed_mps):
-        return np.asarray(speed_mps, dtype=float) * 3.6
-    return float(speed_mps) * 3.6
 
 
 def db_to_linear(value_db):

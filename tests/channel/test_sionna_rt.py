@@ -227,7 +227,7 @@ def test_same_seed_gives_identical_channels_in_the_street_canyon():
     a, b = make(), make()
     h_a = a.channels(*args)
     np.testing.assert_array_equal(h_a, b.channels(*args))
-    assert a._pool_sizes["car"] >= 8  # the pool grew for 8 cars
+    assert a.rt_scene.pool_sizes["car"] >= 8  # the pool grew for 8 cars
     assert np.all(np.isfinite(h_a)) and np.all(gain_db(h_a) > -160)
     # buildings add reflected paths beyond the ground bounce
     assert a.paths(*args).valid.sum(axis=1).max() > 2

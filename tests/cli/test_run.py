@@ -98,11 +98,3 @@ def test_missing_scenario_file_exits_2(tmp_path):
 def test_usage_errors_exit_2():
     result = v2xsim("run")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-
-
-def test_custom_mobility_example_runs(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_mobility.py"), str(tmp_path)],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "results.csv").exists()
-    assert len((ROOT / "examples" / "custom_mobility.py").read_text().splitlines()) < 40

@@ -15,6 +15,7 @@ from v2xsim.sensing import (
     sense,
 )
 from v2xsim.sensing.camera import FACE_SHADE, KIND_COLOURS, RSU_COLOUR, shaded
+from v2xsim.sensing.rays import scan_pattern
 from v2xsim.geometry import Boxes, RoadLayout, Snapshot, on_ground, random_drop, segment_hits, vehicle_boxes
 
 LAYOUT = RoadLayout()
@@ -75,16 +76,30 @@ def random_boxes(rng, count: int = 25) -> Boxes:
 
 
 def test_lidar_scan_culling_matches_brute_force(rng):
-    from v2xsim.sensing.lidar import _scan_hits, _scan_pattern
+    from v2xsim.sensing.lidar import _scan_hits
 
     boxes = random_boxes(rng)
     origin = np.array([0.5, 0.2, 1.8])
-    directions, inv = _scan_pattern(360, 16, -15.0, 15.0)
+    directions, inv = scan_pattern(360, 16, -15.0, 15.0)
     fast = _scan_hits(origin, boxes.lower, boxes.upper, inv, t_max=100.0)
     t, _, _ = first_hits(origin, directions, boxes.lower, boxes.upper, t_max=100.0)
     assert np.isfinite(t).sum() > 500
     assert np.array_equal(np.isfinite(fast), np.isfinite(t))
     assert np.allclose(fast[np.isfinite(t)], t[np.isfinite(t)], atol=1e-3)
+
+
+def test_scan_pattern_is_azimuth_major_with_reciprocals():
+    directions, inv = scan_pattern(8, 3, -10.0, 10.0)
+    assert directions.shape == (24, 3) and inv.shape == (3, 8, 3)
+    assert not directions.flags.writeable and not inv.flags.writeable
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0)
+    # the first azimuth's three channels come first, lowest elevation first
+    np.testing.assert_allclose(np.degrees(np.arcsin(directions[:3, 2])), [-10.0, 0.0, 10.0], atol=1e-12)
+    np.testing.assert_allclose(np.arctan2(directions[::3, 1], directions[::3, 0]) % (2 * np.pi),
+                               (np.arange(8) + 0.5) * np.pi / 4)
+    usable = np.abs(directions) > 1e-6
+    product = inv.reshape(3, -1).T * directions
+    np.testing.assert_allclose(product[usable], 1.0, rtol=1e-6)
 
 
 def test_camera_box_culling_matches_brute_force(rng):

@@ -116,3 +116,102 @@ def test_random_arrivals_keep_about_k_cars_in_coverage(scenario_factory, pattern
                                 simulation={"duration_s": 3.0})
     counts = [run_point(scenario, speed_kmh=90, num_vehicles=6, seed=s).rows[0].mean_vehicles for s in range(4)]
     assert 3.0 < np.mean(counts) < 9.0, counts
+
+
+# ---------------------------------------------------------------- one formula, seams and options
+def test_data_phase_rate_is_metrics_user_rates_on_the_same_beams(scenario_factory, monkeypatch):
+    """The engine's data-phase rate is exactly the sum of metrics.user_rates for the beams
+    the scheme chose, on the channels they were chosen for (frozen channel, zero delay)."""
+    from v2xsim.metrics import user_rates
+    from v2xsim.schemes.baselines import Oracle
+
+    seen = []
+    original = Oracle.allocate
+
+    def spy(self, observation):
+        allocation = original(self, observation)
+        seen.append((observation.channels.copy(), allocation, observation.codebook, observation.noise_power))
+        return allocation
+
+    monkeypatch.setattr(Oracle, "allocate", spy)
+    scenario = scenario_factory(channel={"aging": False}, schemes=[{"name": "oracle"}])
+    output = run_point(scenario, speed_kmh=60, num_vehicles=4, seed=3)
+    assert len(seen) >= len(output.cycles) > 5  # the last alignment may not complete
+    for (h, allocation, codebook, noise), cycle in zip(seen, output.cycles):
+        expected = float(user_rates(h, allocation.precoders(codebook), noise).sum())
+        assert cycle["apply_sum_rate"] == pytest.approx(expected, rel=1e-12)
+        if cycle["data_time_s"] > 0:
+            assert cycle["bits"] / cycle["data_time_s"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_measured_compute_time_delays_alignment_by_the_solver_wall_time(scenario_factory):
+    configured = run_point(scenario_factory(schemes=[{"name": "oracle"}]), speed_kmh=60, num_vehicles=4, seed=0)
+    measured = run_point(scenario_factory(schemes=[{"name": "oracle"}], timing={"compute": "measured"}),
+                         speed_kmh=60, num_vehicles=4, seed=0)
+    assert all(cycle["delay_s"] == 0.0 for cycle in configured.cycles)
+    assert all(np.isfinite(cycle["delay_s"]) and cycle["delay_s"] > 0.0 for cycle in measured.cycles)
+    assert measured.rows[0].t_delay_s > 0.0
+
+
+def test_configured_compute_time_is_added_per_scheme_label(scenario_factory):
+    scenario = scenario_factory(schemes=[{"name": "zf_sweep"}, {"name": "zf_sweep", "label": "slow_zf"}],
+                                timing={"compute_ms": {"slow_zf": 2.5}})
+    rows = rows_by_scheme(run_point(scenario, speed_kmh=30, num_vehicles=3, seed=0))
+    assert rows["slow_zf"].t_delay_s == pytest.approx(rows["zf_sweep"].t_delay_s + 2.5e-3, rel=1e-9)
+
+
+def test_truck_share_adds_trucks_that_block_but_are_not_served(scenario_factory):
+    from v2xsim import build
+    from v2xsim.config import TrafficConfig
+    from v2xsim.geometry import RoadLayout
+
+    class Road:
+        layout = RoadLayout()
+        departure_listeners: list = []
+
+        def __init__(self):
+            self.kinds = []
+
+        def add_vehicle(self, *, x, lane, speed, desired_speed=None, kind="car"):
+            self.kinds.append(kind)
+            return len(self.kinds) - 1
+
+    road = Road()
+    traffic = build.traffic_source(TrafficConfig(truck_share=0.5), road.layout, num_vehicles=4, speed_kmh=30.0)
+    traffic.populate(road, np.random.default_rng(0))
+    assert sorted(road.kinds) == ["car"] * 4 + ["truck"] * 2
+    plain, trucks = (rows_by_scheme(run_point(scenario_factory(traffic={"truck_share": share},
+                                                               schemes=[{"name": "oracle"}]),
+                                              speed_kmh=30, num_vehicles=4, seed=1))["oracle"]
+                     for share in (0.0, 0.5))
+    assert plain.mean_vehicles == trucks.mean_vehicles == 4.0  # trucks are never users
+    assert trucks.sum_rate != plain.sum_rate  # but they are in the world
+
+
+@pytest.mark.parametrize("min_speed", [2.0, 0.05])
+def test_min_speed_bounds_the_coherence_period_of_slow_cars(scenario_factory, min_speed):
+    """A car crawling at 0.5 m/s: the realignment period uses max(speed, min_speed_mps)."""
+    scenario = scenario_factory(
+        traffic={"pattern": "fixed", "num_vehicles": 0, "arrivals": [{"time_s": 0.0, "lane": 1, "speed_kmh": 1.8}]},
+        realignment={"min_speed_mps": min_speed}, schemes=[{"name": "oracle"}], simulation={"duration_s": 2.5})
+    output = run_point(scenario, speed_kmh=1.8, num_vehicles=0, seed=0)
+    coverage = 2 * 10.0 * np.tan(np.radians(60.0))
+    expected = coverage / (34 * max(0.5, min_speed))
+    assert output.cycles and all(c["period_s"] == pytest.approx(expected, rel=1e-9) for c in output.cycles)
+
+
+def test_idm_lane_speed_limits_reach_the_mobility_model_through_the_engine(scenario_factory):
+    """A car that wants 90 km/h in a 36 km/h lane slows towards 10 m/s; the coherence
+    period (set by the fastest car) shows it. Without the limit it keeps 25 m/s."""
+    coverage = 2 * 10.0 * np.tan(np.radians(60.0))
+    periods = {}
+    for limit in (36.0, None):
+        scenario = scenario_factory(
+            road={"lanes": [{"speed_limit_kmh": limit} if limit else {}, {}, {}]}, mobility={"model": "idm"},
+            traffic={"pattern": "fixed", "num_vehicles": 0,
+                     "arrivals": [{"time_s": 0.0, "lane": 0, "speed_kmh": 90.0}]},
+            schemes=[{"name": "oracle"}], simulation={"duration_s": 1.5})
+        periods[limit] = run_point(scenario, speed_kmh=90, num_vehicles=0, seed=0).cycles[-1]["period_s"]
+    assert periods[None] == pytest.approx(coverage / (34 * 25.0), rel=1e-6)
+    # IDM approaches v0 from above with a time constant of v0 / (4 a_max) = 1.7 s
+    assert coverage / (34 * 16.0) < periods[36.0] <= coverage / (34 * 10.0)

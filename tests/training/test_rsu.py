@@ -90,11 +90,24 @@ def test_training_config_errors_name_the_field():
 
 
 def test_stage_three_retraining_continues_from_stage_one(tmp_path, cache):
+    """Stage 3 starts from the stage-1 weights (not from scratch) and then moves them."""
+    from v2xsim.training.rsu import build_model
+
     drops = cached_drops(DATA, store=ModelStore(cache))
-    stage1 = train_rsu(RSUTrainingConfig(**{**BASE, "steps": 40}), store=ModelStore(tmp_path), quiet=True, drops=drops)
-    both = train_rsu(RSUTrainingConfig(**{**BASE, "steps": 40, "stage3_steps": 40}), store=ModelStore(tmp_path), quiet=True,
-                     drops=drops)
-    assert any(not torch.equal(a, b) for a, b in zip(stage1.state_dict().values(), both.state_dict().values()))
+    stage1 = train_rsu(RSUTrainingConfig(**{**BASE, "steps": 40}), store=ModelStore(tmp_path / "s1"), quiet=True,
+                       drops=drops)
+    config = RSUTrainingConfig(**{**BASE, "steps": 40, "stage3_steps": 40})
+    store = ModelStore(tmp_path / "s3")
+    halfway = train_rsu(config, store=store, quiet=True, drops=drops, stop_after=40)  # stage 1 only
+    assert all(torch.equal(a, b) for a, b in zip(stage1.state_dict().values(), halfway.state_dict().values()))
+    both = train_rsu(config, store=store, quiet=True, drops=drops)
+
+    def distance(x, y):
+        return sum(float((a - b).pow(2).sum()) for a, b in zip(x.state_dict().values(), y.state_dict().values()))
+
+    torch.manual_seed(config.seed)
+    initial = build_model(config, 12)
+    assert 0 < distance(both, stage1) < distance(initial, stage1)
     rates = rsu_sum_rates(both, cached_drops(DATA, split="test", store=ModelStore(cache)))
     assert np.all(np.isfinite(rates)) and rates.mean() > 0
 

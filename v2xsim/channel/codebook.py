@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 
 DEFAULT_NUM_ANTENNAS = 16
 DEFAULT_NUM_BEAMS = 34

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.channel.base import SPEED_OF_LIGHT, ChannelModel
 from v2xsim.channel.codebook import DEFAULT_NUM_ANTENNAS, ula_response
 from v2xsim.registry import CHANNEL

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.mobility.base import MobilityModel
 from v2xsim.registry import MOBILITY
 from v2xsim.units import kmh_to_mps

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.optimize import nnls
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.schemes.base import Allocation, Observation, Scheme, index_bits
 from v2xsim.schemes.solvers import beam_space_channel, optimise_allocation
 from v2xsim.channel.codebook import ula_response

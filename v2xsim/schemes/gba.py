@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.errors import ConfigError
 from v2xsim.formats import MODALITIES
 from v2xsim.registry import SCHEME

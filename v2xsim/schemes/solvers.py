@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.metrics import rates_from_gains, shannon_rate
 
 

@@ -5,6 +5,8 @@
   0 empty / 1 obstacle / -1 RSU / -2 receiver (:mod:`.lidar`).
 - Camera: ``(K, 90, 160, 3)`` uint8 ray-cast roof view towards the RSU (:mod:`.camera`).
 
+The ray helpers both use (box slab test, LiDAR scan pattern) are in :mod:`.rays`.
+
 :func:`sense` produces all three for every vehicle of a :class:`~v2xsim.geometry.Snapshot`.
 """
 
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.sensing.camera import camera_image, camera_images
 from v2xsim.sensing.gps import DEFAULT_GPS_NOISE_M, gps_reading
-from v2xsim.sensing.lidar import first_hits, grid_bounds, lidar_grid, lidar_grids
+from v2xsim.sensing.lidar import grid_bounds, lidar_grid, lidar_grids
+from v2xsim.sensing.rays import first_hits
 from v2xsim.geometry import Boxes, RoadLayout, Snapshot
 
 __all__ = [

@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from v2xsim import _validate as check
-from v2xsim.sensing.lidar import _point, _vehicles
+from v2xsim import checks as check
 from v2xsim.geometry import OBSTACLE_KINDS, Boxes, RoadLayout
+from v2xsim.sensing.rays import MIN_HIT_M, as_point, as_vehicles, nonzero_components
 
 #: base RGB per obstacle class (same order as :data:`v2xsim.geometry.OBSTACLE_KINDS`)
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -42,18 +42,22 @@ SIDEWALK_COLOUR: tuple[int, int, int] = (160, 155, 150)
 VERGE_COLOUR: tuple[int, int, int] = (110, 100, 80)
 WALL_COLOUR: tuple[int, int, int] = (190, 170, 140)
 
-#: brightness factor per box face, order of :data:`v2xsim.sensing.lidar.FACE_NAMES`
+#: brightness factor per box face, order of :data:`v2xsim.sensing.rays.FACE_NAMES`
 #: (-x, +x, -y, +y, -z, +z)
 FACE_SHADE: tuple[float, ...] = (0.70, 0.80, 0.60, 0.90, 0.45, 1.00)
 
+#: width of the square RSU pole [m]
 RSU_POLE_WIDTH_M: float = 0.3
 #: RSU array head (length along x, depth along y, height) [m], centred on the array
 RSU_HEAD_SIZE_M: tuple[float, float, float] = (0.8, 0.3, 0.5)
 #: building wall height [m]
 WALL_HEIGHT_M: float = 12.0
+#: width of a lane marking [m]
 MARKING_WIDTH_M: float = 0.15
 #: dash period and dash length of the lane separators [m]
 DASH_PERIOD_M, DASH_LENGTH_M = 6.0, 3.0
+#: far plane: farther surfaces show sky [m]
+CAMERA_RANGE_M: float = 300.0
 
 
 def shaded(colour: tuple[int, int, int], face: int) -> np.ndarray:
@@ -72,6 +76,24 @@ def rsu_boxes(layout: RoadLayout) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+def road_paint(layout: RoadLayout, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ground colour (N, 3) uint8 at points ``(x, y)`` [m]: verge, sidewalks, road and lane
+    markings (solid at the road edges, dashed between lanes)."""
+    road_width = layout.road_width
+    paint = np.broadcast_to(np.asarray(VERGE_COLOUR, dtype=np.uint8), (len(x), 3)).copy()
+    sidewalk = (y >= -layout.sidewalk_m) & (y <= road_width + layout.sidewalk_m)
+    road = (y >= 0.0) & (y <= road_width)
+    paint[sidewalk] = SIDEWALK_COLOUR
+    paint[road] = ROAD_COLOUR
+    half = MARKING_WIDTH_M / 2.0
+    edge = (np.abs(y) <= half) | (np.abs(y - road_width) <= half)
+    separators = np.arange(1, layout.num_lanes) * layout.lane_width_m
+    near_separator = np.any(np.abs(y[:, None] - separators[None, :]) <= half, axis=1)
+    dashed = near_separator & (np.mod(x, DASH_PERIOD_M) < DASH_LENGTH_M)
+    paint[edge | dashed] = MARKING_COLOUR
+    return paint
+
+
 def camera_image(
     layout: RoadLayout,
     obstacles: Boxes,
@@ -84,7 +106,7 @@ def camera_image(
     yaw_deg: float = -90.0,
     pitch_deg: float = 10.0,
     mount_height_m: float = 0.2,
-    max_range_m: float = 300.0,
+    max_range_m: float = CAMERA_RANGE_M,
 ) -> np.ndarray:
     """RGB view from the roof of one vehicle, (height, width, 3) uint8.
 
@@ -111,7 +133,7 @@ def camera_image(
         raise ValueError(f"pitch_deg must be in (-90, 90), got {pitch_deg}")
     mount_height_m = check.non_negative("mount_height_m", mount_height_m)
     max_range_m = check.positive("max_range_m", max_range_m)
-    rx = _point("rx_position", rx_position)
+    rx = as_point("rx_position", rx_position)
     origin = rx + np.array([0.0, 0.0, mount_height_m])
     view = _view(width, height, fov_deg, yaw_deg, pitch_deg)
     directions = view.rays
@@ -149,7 +171,7 @@ def camera_images(
         rx_ids: (K,) vehicle ids.
         options: keyword options of :func:`camera_image`.
     """
-    positions, ids = _vehicles(rx_positions, rx_ids)
+    positions, ids = as_vehicles(rx_positions, rx_ids)
     if len(positions) == 0:
         height = check.positive_int("height", options.get("height", 90))
         width = check.positive_int("width", options.get("width", 160))
@@ -183,8 +205,7 @@ def _view(width: int, height: int, fov_deg: float, yaw_deg: float, pitch_deg: fl
     v = (1.0 - (np.arange(height) + 0.5) / height * 2.0) * tan_v
     rays = forward + u[None, :, None] * right + v[:, None, None] * up
     rays = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
-    safe = np.where(np.abs(rays) < 1e-12, np.where(rays < 0, -1e-12, 1e-12), rays)
-    inv = np.ascontiguousarray(np.moveaxis(1.0 / safe, -1, 0), dtype=np.float32)
+    inv = np.ascontiguousarray(np.moveaxis(1.0 / nonzero_components(rays), -1, 0), dtype=np.float32)
     planes = np.stack([forward, tan_h * forward - right, tan_h * forward + right,
                        tan_v * forward - up, tan_v * forward + up])
     rays = rays.reshape(-1, 3)
@@ -194,11 +215,11 @@ def _view(width: int, height: int, fov_deg: float, yaw_deg: float, pitch_deg: fl
 
 
 def _box_layer(origin: np.ndarray, lower: np.ndarray, upper: np.ndarray, view: _View, *,
-               t_max: float = math.inf, t_min: float = 1e-6
+               t_max: float = math.inf, t_min: float = MIN_HIT_M
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest box per pixel: (H, W) distance [m] (inf: none), box index (-1), entry face (-1).
 
-    Same result as :func:`v2xsim.sensing.lidar.first_hits` on the pixel rays, but each
+    Same result as :func:`v2xsim.sensing.rays.first_hits` on the pixel rays, but each
     box is only tested on the pixels of its projected bounding rectangle.
     """
     _, height, width = view.inv.shape
@@ -267,19 +288,7 @@ def _draw_ground(layout: RoadLayout, origin: np.ndarray, directions: np.ndarray,
     hit = t < depth
     x = origin[0] + t[hit] * directions[hit, 0]
     y = origin[1] + t[hit] * directions[hit, 1]
-    road_width = layout.road_width
-    paint = np.broadcast_to(np.asarray(VERGE_COLOUR, dtype=np.uint8), (len(x), 3)).copy()
-    sidewalk = (y >= -layout.sidewalk_m) & (y <= road_width + layout.sidewalk_m)
-    road = (y >= 0.0) & (y <= road_width)
-    paint[sidewalk] = SIDEWALK_COLOUR
-    paint[road] = ROAD_COLOUR
-    half = MARKING_WIDTH_M / 2.0
-    edge = (np.abs(y) <= half) | (np.abs(y - road_width) <= half)
-    separators = np.arange(1, layout.num_lanes) * layout.lane_width_m
-    near_separator = np.any(np.abs(y[:, None] - separators[None, :]) <= half, axis=1)
-    dashed = near_separator & (np.mod(x, DASH_PERIOD_M) < DASH_LENGTH_M)
-    paint[edge | dashed] = MARKING_COLOUR
-    colour[hit] = paint
+    colour[hit] = road_paint(layout, x, y)
     depth[hit] = t[hit]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 
 #: default per-axis position error (standard deviation) [m]
 DEFAULT_GPS_NOISE_M: float = 1.0

@@ -18,98 +18,36 @@ station), -2 the ego vehicle's antenna (receiver).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
-from v2xsim import _validate as check
+from v2xsim import checks as check
 from v2xsim.formats import LIDAR_BASE_STATION, LIDAR_EMPTY, LIDAR_OBSTACLE, LIDAR_RECEIVER
 from v2xsim.geometry import Boxes, RoadLayout
+from v2xsim.sensing.rays import MIN_HIT_M, as_point, as_vehicles, scan_pattern
 
 EMPTY, OBSTACLE, BASE_STATION, RECEIVER = LIDAR_EMPTY, LIDAR_OBSTACLE, LIDAR_BASE_STATION, LIDAR_RECEIVER
 
-#: faces of an axis-aligned box, index = 2 * axis + (1 if the normal points to +axis)
-FACE_NAMES: tuple[str, ...] = ("-x", "+x", "-y", "+y", "-z", "+z")
-
-
-def first_hits(
-    origin: np.ndarray,
-    directions: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    *,
-    t_max: float = math.inf,
-    t_min: float = 1e-6,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest axis-aligned box hit of each ray from one origin (vectorised slab test).
-
-    A box that contains the origin is not hit (rays leave it without entering).
-
-    Args:
-        origin: (3,) ray origin [m].
-        directions: (R, 3) unit ray directions.
-        lower, upper: (B, 3) box corners [m].
-        t_max: ignore hits farther than this [m].
-        t_min: ignore hits closer than this [m].
-
-    Returns:
-        ``(t, box, face)``: (R,) hit distance [m] (``inf`` = no hit), (R,) index of the
-        box hit (-1 = none), (R,) entry face index into :data:`FACE_NAMES` (-1 = none).
-    """
-    directions = np.asarray(directions, dtype=float)
-    num_rays = len(directions)
-    t = np.full(num_rays, np.inf)
-    box = np.full(num_rays, -1, dtype=np.int64)
-    face = np.full(num_rays, -1, dtype=np.int64)
-    if num_rays == 0 or len(lower) == 0:
-        return t, box, face
-    origin = np.asarray(origin, dtype=float)
-    # replace zero components by a tiny signed value: no NaN from 0 * inf in the slabs
-    safe = np.where(np.abs(directions) < 1e-12, np.where(directions < 0, -1e-12, 1e-12), directions)
-    inv = 1.0 / safe
-    inv_t = np.ascontiguousarray(inv.T, dtype=np.float32)  # (3, R): rays on the fast axis
-    low = (np.asarray(lower, dtype=float) - origin).astype(np.float32)
-    high = (np.asarray(upper, dtype=float) - origin).astype(np.float32)
-    shape = (len(low), num_rays)
-    enter, leave = np.empty(shape, np.float32), np.empty(shape, np.float32)
-    t_a, t_b = np.empty(shape, np.float32), np.empty(shape, np.float32)
-    for axis in range(3):
-        np.multiply(low[:, axis, None], inv_t[axis][None, :], out=t_a)
-        np.multiply(high[:, axis, None], inv_t[axis][None, :], out=t_b)
-        if axis == 0:
-            np.minimum(t_a, t_b, out=enter)
-            np.maximum(t_a, t_b, out=leave)
-        else:
-            np.maximum(enter, np.minimum(t_a, t_b), out=enter)
-            np.minimum(leave, np.maximum(t_a, t_b), out=leave)
-    valid = (enter > t_min) & (enter < leave) & (enter <= t_max)
-    np.copyto(enter, np.float32(np.inf), where=~valid)
-    nearest = enter.argmin(axis=0)
-    rows = np.arange(num_rays)
-    t_near = enter[nearest, rows].astype(float)
-    found = np.isfinite(t_near)
-    if not np.any(found):
-        return t, box, face
-    # entry face of the chosen box: the slab whose near plane is crossed last
-    # ((3, R) arrays and explicit comparisons: argmax over a short axis is slow in numpy)
-    near_x, near_y, near_z = np.minimum(inv_t * low.T[:, nearest], inv_t * high.T[:, nearest])
-    axis = np.where((near_x >= near_y) & (near_x >= near_z), 0, np.where(near_y >= near_z, 1, 2))
-    # a ray travelling towards -axis enters through the upper face (normal +axis)
-    going_down = inv_t[axis, rows] < 0
-    t[found] = t_near[found]
-    box[found] = nearest[found]
-    face[found] = (2 * axis + going_down)[found]
-    return t, box, face
+#: LiDAR defaults (a VLP-16): laser channels, lowest and highest channel elevation [deg],
+#: range [m]
+LIDAR_CHANNELS = 16
+LIDAR_ELEVATION_DEG: tuple[float, float] = (-15.0, 15.0)
+LIDAR_RANGE_M = 100.0
+#: grid defaults: margin around RSU and vehicle in x and y [m], minimum horizontal span
+#: [m], headroom above the higher of RSU and vehicle [m]
+GRID_MARGIN_M = 3.0
+GRID_MIN_SPAN_M = 10.0
+GRID_HEADROOM_M = 3.0
 
 
 def grid_bounds(
     layout: RoadLayout,
     rx_position: np.ndarray,
     *,
-    margin_m: float = 3.0,
-    min_span_m: float = 10.0,
-    headroom_m: float = 3.0,
+    margin_m: float = GRID_MARGIN_M,
+    min_span_m: float = GRID_MIN_SPAN_M,
+    headroom_m: float = GRID_HEADROOM_M,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper corner (3,) [m] of the LiDAR grid of a vehicle at ``rx_position``.
 
@@ -117,7 +55,7 @@ def grid_bounds(
     symmetrically to at least ``min_span_m``; z runs from 0 to ``headroom_m`` above the
     higher of RSU and vehicle.
     """
-    rx = _point("rx_position", rx_position)
+    rx = as_point("rx_position", rx_position)
     margin_m = check.non_negative("margin_m", margin_m)
     min_span_m = check.non_negative("min_span_m", min_span_m)
     headroom_m = check.positive("headroom_m", headroom_m)
@@ -134,28 +72,12 @@ def grid_bounds(
     return lower, upper
 
 
-@functools.lru_cache(maxsize=16)
-def _scan_pattern(num_azimuth: int, num_channels: int, elevation_min: float, elevation_max: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Unit ray directions (A*C, 3), azimuth-major, and their float32 reciprocals (3, A, C)."""
-    azimuth = (np.arange(num_azimuth) + 0.5) * (2.0 * math.pi / num_azimuth)
-    elevation = np.radians(np.linspace(elevation_min, elevation_max, num_channels))
-    az, el = np.meshgrid(azimuth, elevation, indexing="ij")
-    directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
-    safe = np.where(np.abs(directions) < 1e-12, np.where(directions < 0, -1e-12, 1e-12), directions)
-    inv = np.ascontiguousarray(np.moveaxis(1.0 / safe, -1, 0), dtype=np.float32)
-    directions = directions.reshape(-1, 3)
-    directions.flags.writeable = False
-    inv.flags.writeable = False
-    return directions, inv
-
-
 def _scan_hits(origin: np.ndarray, lower: np.ndarray, upper: np.ndarray, inv: np.ndarray, *,
-               t_max: float, t_min: float = 1e-6) -> np.ndarray:
+               t_max: float, t_min: float = MIN_HIT_M) -> np.ndarray:
     """Nearest hit distance [m] (A*C,) of a scan, inf for none.
 
-    Same result as :func:`first_hits` on the scan rays, but each box is only tested on the
-    azimuth columns its footprint can cover.
+    Same result as :func:`~v2xsim.sensing.rays.first_hits` on the scan rays, but each box
+    is only tested on the azimuth columns its footprint can cover.
     """
     _, num_azimuth, num_channels = inv.shape
     t = np.full((num_azimuth, num_channels), np.inf, dtype=np.float32)
@@ -194,14 +116,14 @@ def lidar_grid(
     *,
     grid: int = 20,
     dropout: float = 0.0,
-    margin_m: float = 3.0,
-    min_span_m: float = 10.0,
-    headroom_m: float = 3.0,
+    margin_m: float = GRID_MARGIN_M,
+    min_span_m: float = GRID_MIN_SPAN_M,
+    headroom_m: float = GRID_HEADROOM_M,
     mount_height_m: float = 0.2,
     num_azimuth: int = 720,
-    num_channels: int = 16,
-    elevation_deg: tuple[float, float] = (-15.0, 15.0),
-    max_range_m: float = 100.0,
+    num_channels: int = LIDAR_CHANNELS,
+    elevation_deg: tuple[float, float] = LIDAR_ELEVATION_DEG,
+    max_range_m: float = LIDAR_RANGE_M,
     range_noise_m: float = 0.02,
 ) -> np.ndarray:
     """FLASH-style LiDAR occupancy grid of one vehicle.
@@ -234,7 +156,7 @@ def lidar_grid(
     max_range_m = check.positive("max_range_m", max_range_m)
     range_noise_m = check.non_negative("range_noise_m", range_noise_m)
     el_low, el_high = _elevations(elevation_deg)
-    rx = _point("rx_position", rx_position)
+    rx = as_point("rx_position", rx_position)
     lower, upper = grid_bounds(layout, rx, margin_m=margin_m, min_span_m=min_span_m, headroom_m=headroom_m)
 
     origin = rx + np.array([0.0, 0.0, mount_height_m])
@@ -243,7 +165,7 @@ def lidar_grid(
         # only boxes reaching into the grid can return a point inside it, and with the
         # sensor in the (convex) grid, boxes outside cannot hide anything inside either
         keep &= np.all((obstacles.upper >= lower) & (obstacles.lower <= upper), axis=1)
-    directions, inv = _scan_pattern(num_azimuth, num_channels, el_low, el_high)
+    directions, inv = scan_pattern(num_azimuth, num_channels, el_low, el_high)
     t = _scan_hits(origin, obstacles.lower[keep], obstacles.upper[keep], inv, t_max=max_range_m)
 
     # randomness is drawn for every ray, hit or not: consumption depends on the shapes only
@@ -253,12 +175,12 @@ def lidar_grid(
     points = origin + directions[hit] * np.maximum(t[hit] + noise[hit], 0.0)[:, None]
 
     out = np.zeros((grid, grid, grid), dtype=np.int8)
-    cells = _cell_index(points, lower, upper, grid)
+    cells = cell_index(points, lower, upper, grid)
     inside = np.all((cells >= 0) & (cells < grid), axis=1)
     cells = cells[inside]
     out[cells[:, 0], cells[:, 1], cells[:, 2]] = OBSTACLE
-    rsu_cell = np.clip(_cell_index(layout.rsu_position[None, :], lower, upper, grid)[0], 0, grid - 1)
-    ego_cell = np.clip(_cell_index(rx[None, :], lower, upper, grid)[0], 0, grid - 1)
+    rsu_cell = np.clip(cell_index(layout.rsu_position[None, :], lower, upper, grid)[0], 0, grid - 1)
+    ego_cell = np.clip(cell_index(rx[None, :], lower, upper, grid)[0], 0, grid - 1)
     out[tuple(rsu_cell)] = BASE_STATION
     out[tuple(ego_cell)] = RECEIVER
     return out
@@ -279,7 +201,7 @@ def lidar_grids(
         rx_ids: (K,) vehicle ids.
         options: keyword options of :func:`lidar_grid`.
     """
-    positions, ids = _vehicles(rx_positions, rx_ids)
+    positions, ids = as_vehicles(rx_positions, rx_ids)
     grid = check.positive_int("grid", options.get("grid", 20))
     if len(positions) == 0:
         return np.zeros((0, grid, grid, grid), dtype=np.int8)
@@ -289,26 +211,10 @@ def lidar_grids(
     ])
 
 
-def _cell_index(points: np.ndarray, lower: np.ndarray, upper: np.ndarray, grid: int) -> np.ndarray:
+def cell_index(points: np.ndarray, lower: np.ndarray, upper: np.ndarray, grid: int) -> np.ndarray:
+    """Grid cell ``[ix, iy, iz]`` (N, 3) int64 of points (N, 3) [m] in the grid from
+    ``lower`` to ``upper`` [m] with ``grid`` cells per axis (may lie outside 0..grid-1)."""
     return np.floor((points - lower) / (upper - lower) * grid).astype(np.int64)
-
-
-def _point(name: str, value: np.ndarray) -> np.ndarray:
-    point = np.asarray(value, dtype=float)
-    if point.shape != (3,):
-        raise ValueError(f"{name} must have shape (3,), got {point.shape}")
-    return check.finite_array(name, point.copy())
-
-
-def _vehicles(rx_positions: np.ndarray, rx_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    positions = np.asarray(rx_positions, dtype=float)
-    if positions.ndim != 2 or positions.shape[1] != 3:
-        raise ValueError(f"rx_positions must have shape (K, 3), got {positions.shape}")
-    check.finite_array("rx_positions", positions)
-    ids = np.asarray(rx_ids).reshape(-1)
-    if len(ids) != len(positions):
-        raise ValueError(f"rx_ids must have length K = {len(positions)}, got {len(ids)}")
-    return positions, ids.astype(np.int64)
 
 
 def _probability(name: str, value: float) -> float:
