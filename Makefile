@@ -32,11 +32,11 @@ run: setup
 # pytest exit code 5 means "no tests collected": not a failure for CI
 test: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2 --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # the fast loop: everything but the slow tests, on both cores
 test-fast: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 lint: setup
 	$(BIN)/lint-imports

@@ -18,6 +18,8 @@ from v2xsim.executors import SerialExecutor
 from v2xsim.sim.results import result_rows
 from v2xsim.sim.runner import run_sweep, run_to_directory
 
+pytestmark = pytest.mark.slow  # runs every example end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 NAMES = ("custom_mobility", "custom_scheme", "custom_channel")

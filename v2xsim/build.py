@@ -76,8 +76,15 @@ def link_budget(radio: RadioConfig, road: RoadConfig) -> Radio:
     """Codebook over the RSU's coverage sector, power budget, noise and feedback threshold."""
     codebook = dft_codebook(radio.num_antennas, radio.num_beams,
                             coverage_angle_rad=math.radians(road.coverage_angle_deg))
-    return Radio(codebook=codebook, p_max=float(dbm_to_watt(radio.tx_power_dbm)),
-                 noise_power=float(dbm_to_watt(noise_power_dbm(radio.bandwidth_hz, radio.noise_figure_db))),
+    with np.errstate(over="ignore", under="ignore"):
+        p_max = float(dbm_to_watt(radio.tx_power_dbm))
+        noise_power = float(dbm_to_watt(noise_power_dbm(radio.bandwidth_hz, radio.noise_figure_db)))
+    # finite in dB but not in watts: 10^(x/10) overflows (or, for the power, underflows to 0)
+    if not 0 < p_max < math.inf:
+        raise ConfigError(f"radio.tx_power_dbm: {radio.tx_power_dbm:g} dBm is {p_max:g} W, not a usable power")
+    if not math.isfinite(noise_power):
+        raise ConfigError(f"radio.noise_figure_db: {radio.noise_figure_db:g} dB gives an infinite noise power")
+    return Radio(codebook=codebook, p_max=p_max, noise_power=noise_power,
                  feedback_threshold=float(dbm_to_watt(radio.sensitivity_dbm)), bandwidth_hz=radio.bandwidth_hz)
 
 

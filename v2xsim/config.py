@@ -23,7 +23,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _finite_options(value: dict[str, Any]) -> dict[str, Any]:
+def finite_options(value: dict[str, Any]) -> dict[str, Any]:
     """Refuse non-finite numbers anywhere inside a plug-in ``options`` table."""
     def walk(item: Any, path: str) -> None:
         if isinstance(item, float) and not math.isfinite(item):
@@ -40,7 +40,7 @@ def _finite_options(value: dict[str, Any]) -> dict[str, Any]:
 
 
 #: a plug-in's own options: any TOML table, every number finite
-PluginOptions = Annotated[dict[str, Any], AfterValidator(_finite_options)]
+PluginOptions = Annotated[dict[str, Any], AfterValidator(finite_options)]
 
 
 class LaneConfig(Section):
@@ -288,6 +288,8 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read scenario ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read scenario (not UTF-8 text)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -23,6 +23,8 @@ from v2xsim.registry import CHANNEL
 from v2xsim.geometry import Boxes, RoadLayout, on_ground, random_drop
 from sionna_available import SIONNA_ERROR, needs_sionna
 
+pytestmark = pytest.mark.slow  # ray tracing
+
 
 LAYOUT = RoadLayout(buildings=False)
 CODEBOOK = dft_codebook(16, 34)

@@ -18,6 +18,8 @@ from v2xsim.sim.rsu import SchemeRunner
 from v2xsim.geometry import Boxes, RoadLayout, Snapshot, on_ground, random_drop, vehicle_boxes
 from sionna_available import needs_sionna
 
+pytestmark = pytest.mark.slow  # ray-cast sensors in Sionna scenes
+
 
 STREET = RoadLayout()
 OPEN = RoadLayout(buildings=False)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # whole-CLI runs with tiny trainings
+
 ROOT = Path(__file__).resolve().parents[2]
 HEADLINE = ROOT / "scenarios" / "speed_sweep.toml"
 # the headline's schemes, gba with tiny networks and data (trained into a private cache)

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "scenarios" / "rsu_ablation.toml"
 TINY = ["--set", "num_vehicles=[1, 3]", "--set", "samples_per_k=20",
@@ -18,6 +20,7 @@ def v2xsim(*args, cache):
                           cwd=ROOT, env=env, stdin=subprocess.DEVNULL, timeout=600)
 
 
+@pytest.mark.slow
 def test_tiny_study_writes_tables_and_plot(tmp_path):
     result = v2xsim("study", STUDY, "--out", tmp_path / "out", *TINY, "--quiet", cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr
@@ -48,6 +51,7 @@ TINY_VEHICLE = ["--set", "data={num_episodes=3, trials_per_category=3, samples_p
                 "--set", "rsu={hidden=8, steps=20, batch_size=16}"]
 
 
+@pytest.mark.slow
 def test_tiny_vehicle_study_reports_every_sensor_set_and_deployment(tmp_path):
     result = v2xsim("study", VEHICLE_STUDY, "--out", tmp_path / "out", *TINY_VEHICLE, "--quiet",
                     cache=tmp_path / "cache")

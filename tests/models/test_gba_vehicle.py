@@ -108,6 +108,7 @@ def toy_set(n: int = 96, seed: int = 0) -> SensorSet:
 TINY = dict(features=SMALL, hidden=32, image_width=4, epochs=12, batch_size=32, lr=3e-3, modality_dropout=0.0)
 
 
+@pytest.mark.slow
 def test_training_learns_lidar_blockage_and_resumes_bit_identically(tmp_path):
     data = toy_set()
     config = VehicleTrainingConfig(modalities=("gps", "lidar"), **TINY)

@@ -59,6 +59,7 @@ def test_effective_rate_falls_with_speed_for_sweep_schemes(scenario_factory):
     assert rates[0].effective_sum_rate > rates[1].effective_sum_rate > rates[2].effective_sum_rate
 
 
+@pytest.mark.slow
 def test_aging_never_helps_on_average_and_hurts_more_at_speed(scenario_factory):
     """Fixed 50 ms realignment: the farther a car moves per cycle, the more the channel
     drifts from the one the beams were chosen for."""
@@ -110,6 +111,7 @@ def test_same_seed_same_results_other_seed_other_results(scenario_factory):
     assert [r.as_row() for r in first.rows] != [r.as_row() for r in other.rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["poisson", "platoon"])
 def test_random_arrivals_keep_about_k_cars_in_coverage(scenario_factory, pattern):
     scenario = scenario_factory(traffic={"pattern": pattern, "platoon_size": 3}, schemes=[{"name": "zf_sweep"}],

@@ -5,6 +5,8 @@ import pytest
 
 from v2xsim.sim.engine import run_point
 
+pytestmark = pytest.mark.slow  # trains tiny GBA networks
+
 TINY = {"hidden": 16, "steps": 60, "batch_size": 64,
         "data": {"num_vehicles": [1, 2, 3, 4], "samples_per_k": 40}}
 TINY_VEHICLE = {"features": {"gps": 16, "image": 16, "lidar": 16}, "hidden": 16, "image_width": 4, "epochs": 2,

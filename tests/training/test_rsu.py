@@ -9,6 +9,8 @@ from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, cached_drops, rsu
 from v2xsim.config import RadioConfig
 from v2xsim.store import ModelStore
 
+pytestmark = pytest.mark.slow  # trains several RSU networks
+
 RADIO = RadioConfig(num_antennas=8, num_beams=12).model_dump()
 DATA = DataConfig(radio=RADIO, num_vehicles=(1, 2, 3, 4, 5, 6), samples_per_k=300)
 BASE = dict(hidden=32, steps=400, batch_size=128, data=DATA)

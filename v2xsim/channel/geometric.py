@@ -102,6 +102,8 @@ class GeometricChannel(ChannelModel):
         self.scatter_loss_db = check.non_negative("scatter_loss_db", scatter_loss_db)
         self.antenna_gain_dbi = check.finite("antenna_gain_dbi", antenna_gain_dbi)
         losses = dict(DEFAULT_BLOCKAGE_DB)
+        if not isinstance(blockage_db or {}, dict):
+            raise ValueError(f"blockage_db must be a table of losses [dB] per obstacle class, got {blockage_db!r}")
         for name, value in (blockage_db or {}).items():
             if name not in losses:
                 raise ValueError(f"blockage_db: unknown obstacle class {name!r}; valid: {', '.join(OBSTACLE_KINDS)}")

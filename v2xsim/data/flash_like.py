@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from v2xsim import build
 from v2xsim.cache import config_hash
-from v2xsim.config import BlockersConfig, RadioConfig, RoadConfig
+from v2xsim.config import BlockersConfig, RadioConfig, RoadConfig, format_validation_error
 from v2xsim.data.flash import CATEGORIES, find_episodes, load_flash, save_flash_episode
 from v2xsim.errors import ConfigError, DataError
 from v2xsim.formats import MODALITIES
@@ -152,11 +153,15 @@ class _Site:
 
 
 def _site(config: FlashLikeConfig) -> _Site:
-    try:
-        road, radio, blockers = (RoadConfig(**config.road), RadioConfig(**config.radio),
-                                 BlockersConfig(**config.blockers))
-    except (TypeError, ValueError) as error:  # pydantic names the field
-        raise ConfigError(f"road / radio / blockers options: {error}") from None
+    sections = []
+    for key, section in (("road", RoadConfig), ("radio", RadioConfig), ("blockers", BlockersConfig)):
+        try:
+            sections.append(section.model_validate(getattr(config, key)))
+        except ValidationError as error:  # one line naming the field
+            first = error.errors()[0]
+            raise ConfigError(f"{key}.{format_validation_error(error)}" if first["loc"] else
+                              f"{key}: {first['msg']}") from None
+    road, radio, blockers = sections
     site = build.site(road, radio)
     channel = build.channel_backend(config.backend, dict(config.channel), layout=site.layout, radio=radio,
                                     seed=config.seed)
@@ -418,11 +423,15 @@ def config_from_overrides(overrides: list[str], *, preset: str = "balanced") -> 
     unknown keys raise ``ConfigError`` listing the valid ones."""
     from dataclasses import fields
 
-    from v2xsim.config import apply_overrides
+    from v2xsim.config import apply_overrides, finite_options
 
     if preset not in PRESETS:
         raise ConfigError(f"preset: unknown {preset!r}; valid: {', '.join(PRESETS)}")
     values = apply_overrides(dict(PRESETS[preset]), overrides)
+    try:  # every number finite, as in a scenario file
+        finite_options(values)
+    except ValueError as error:
+        raise ConfigError(f"--set {error}") from None
     valid = [f.name for f in fields(FlashLikeConfig)]
     for key in values:
         if key not in valid:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from v2xsim import checks as check
+from v2xsim.errors import ConfigError
 from v2xsim.mobility.base import MobilityModel
 from v2xsim.registry import MOBILITY
 from v2xsim.units import kmh_to_mps
@@ -53,7 +54,9 @@ class IntelligentDriverModel(MobilityModel):
         if limits is None and layout.lane_speed_limits_kmh is not None:
             limits = list(layout.lane_speed_limits_kmh)
         if limits is not None and len(limits) != layout.num_lanes:
-            raise ValueError(f"lane_speed_limits_kmh needs {layout.num_lanes} values (one per lane), got {len(limits)}")
+            # bad input met only when the world starts (the road was not known before)
+            raise ConfigError(f"mobility model 'idm': lane_speed_limits_kmh needs {layout.num_lanes} values "
+                              f"(one per lane), got {len(limits)}")
         # a lane without a limit caps nothing
         self._limits_mps = None if limits is None or all(v is None for v in limits) else kmh_to_mps(
             np.array([np.inf if v is None else v for v in limits], dtype=float))

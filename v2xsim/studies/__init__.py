@@ -24,9 +24,25 @@ def read_study_file(path: str | Path, overrides: list[str] | None = None) -> dic
         data = tomllib.loads(path.read_text())
     except OSError as error:
         raise ConfigError(f"{path}: cannot read study ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read study (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML ({error})") from None
     return apply_overrides(data, overrides or [])
+
+
+def check_site_sections(path: str | Path, road: dict[str, Any], radio: dict[str, Any]) -> None:
+    """A study's ``[road]`` and ``[radio]`` tables follow the scenario schema: refuse a bad
+    one at load time, naming the key."""
+    from pydantic import ValidationError
+
+    from v2xsim.config import RadioConfig, RoadConfig, format_validation_error
+
+    for key, table, section in (("road", road, RoadConfig), ("radio", radio, RadioConfig)):
+        try:
+            section.model_validate(table)
+        except ValidationError as error:
+            raise ConfigError(f"{path}: {key}.{format_validation_error(error)}") from None
 
 
 def run_study_file(path: str | Path, overrides: list[str] | None, out_dir: Path, *, quiet: bool = False) -> dict[str, Any]:

@@ -17,15 +17,16 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from v2xsim.config import PluginOptions
 from v2xsim.errors import ConfigError
 
 
 class VariantConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     label: str
     architecture: str = "gnn"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: PluginOptions = Field(default_factory=dict)
     #: training graphs per K for this variant (default: the study's ``samples_per_k``);
     #: the held-out test graphs are the study's whatever this is
     train_samples_per_k: int | None = Field(None, ge=1)
@@ -34,7 +35,7 @@ class VariantConfig(BaseModel):
 class RSUStudy(BaseModel):
     """An RSU ablation study file (``study = "rsu_ablation"``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     study: str = "rsu_ablation"
     name: str = "rsu_ablation"
@@ -42,16 +43,16 @@ class RSUStudy(BaseModel):
     seed: int = 0
     num_vehicles: list[int] = Field(default_factory=lambda: list(range(1, 11)), min_length=1)
     samples_per_k: int = Field(1000, ge=10)
-    training: dict[str, Any] = Field(default_factory=dict)
-    radio: dict[str, Any] = Field(default_factory=dict)
-    road: dict[str, Any] = Field(default_factory=dict)
+    training: PluginOptions = Field(default_factory=dict)
+    radio: PluginOptions = Field(default_factory=dict)
+    road: PluginOptions = Field(default_factory=dict)
     variants: list[VariantConfig] = Field(min_length=1)
     baselines: list[str] = Field(default_factory=lambda: ["zf_sweep", "wmmse_ce", "oracle"])
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy:
     from v2xsim.config import format_validation_error
-    from v2xsim.studies import read_study_file
+    from v2xsim.studies import check_site_sections, read_study_file
 
     path = Path(path)
     data = read_study_file(path, overrides)
@@ -59,6 +60,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy
         study = RSUStudy.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {format_validation_error(error)}") from None
+    check_site_sections(path, study.road, study.radio)
     if study.study != "rsu_ablation":
         raise ConfigError(f"{path}: study: expected 'rsu_ablation', got {study.study!r}")
     if any(k < 1 for k in study.num_vehicles):

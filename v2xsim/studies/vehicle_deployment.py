@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from v2xsim.config import PluginOptions
 from v2xsim.errors import ConfigError
 
 SENSOR_SET_NAMES = {("gps", "image", "lidar"): "R-L-G", ("gps", "lidar"): "L-G", ("gps", "image"): "R-G",
@@ -35,17 +36,17 @@ SENSOR_SET_NAMES = {("gps", "image", "lidar"): "R-L-G", ("gps", "lidar"): "L-G",
 class VehicleStudy(BaseModel):
     """A GBA-Vehicle study file (``study = "vehicle_deployment"``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     study: str = "vehicle_deployment"
     name: str = "vehicle_deployment"
     description: str = ""
     seed: int = 0
-    road: dict[str, Any] = Field(default_factory=dict)
-    radio: dict[str, Any] = Field(default_factory=dict)
-    data: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
-    rsu: dict[str, Any] = Field(default_factory=dict)
+    road: PluginOptions = Field(default_factory=dict)
+    radio: PluginOptions = Field(default_factory=dict)
+    data: PluginOptions = Field(default_factory=dict)
+    training: PluginOptions = Field(default_factory=dict)
+    rsu: PluginOptions = Field(default_factory=dict)
     sensor_sets: list[list[str]] = Field(
         default_factory=lambda: [["gps", "image", "lidar"], ["gps", "lidar"], ["gps", "image"], ["gps"]], min_length=1)
     deployments: list[str] = Field(default_factory=lambda: ["pruning", "sensor", "model"], min_length=1)
@@ -59,11 +60,13 @@ def load_vehicle_study(data: dict[str, Any], path: Path) -> VehicleStudy:
     """Validate an already parsed study file."""
     from v2xsim.models.gba_vehicle import DEPLOYMENTS, MODALITIES
     from v2xsim.config import format_validation_error
+    from v2xsim.studies import check_site_sections
 
     try:
         study = VehicleStudy.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {format_validation_error(error)}") from None
+    check_site_sections(path, study.road, study.radio)
     for index, sensors in enumerate(study.sensor_sets):
         if not sensors or any(s not in MODALITIES for s in sensors):
             raise ConfigError(f"{path}: sensor_sets[{index}]: use a non-empty subset of {', '.join(MODALITIES)}")
