@@ -61,6 +61,28 @@ class Checkpoint:
     def save_partial(self, state: dict[str, Any]) -> None:
         _atomic_torch_save(state, self.partial)
 
+    def save_progress(self, *, model, optimizer, generator, scheduler=None, **counters: int) -> None:
+        """Save a training's state (model, optimiser, random generator, optional scheduler,
+        and counters such as ``step`` or ``epoch``) as the partial checkpoint."""
+        self.save_partial({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": None if scheduler is None else scheduler.state_dict(),
+                           "generator": generator.get_state(), **counters})
+
+    def restore_progress(self, *, model, optimizer, generator, scheduler=None) -> dict[str, Any]:
+        """Load a saved training state into the given objects (when there is one) and
+        return its counters (``{}`` for a fresh start). The continued training is then
+        bit-identical to one that was never interrupted."""
+        state = self.resume()
+        if state is None:
+            return {}
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        return {key: value for key, value in state.items()
+                if key not in ("model", "optimizer", "scheduler", "generator")}
+
     def save_final(self, state: dict[str, Any]) -> None:
         """Write the finished model and drop the partial state."""
         _atomic_torch_save(state, self.final)

@@ -193,12 +193,18 @@ class _View(NamedTuple):
     planes: np.ndarray  # (5, 3) inward normals of the near and the four side planes
 
 
-@functools.lru_cache(maxsize=16)
-def _view(width: int, height: int, fov_deg: float, yaw_deg: float, pitch_deg: float) -> _View:
+def camera_basis(yaw_deg: float, pitch_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit forward, right and up vectors (3,) of a camera looking along ``yaw_deg`` (from
+    +x towards +y in the x-y plane) tilted up by ``pitch_deg`` [deg]."""
     yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
     forward = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
     right = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
-    up = np.cross(right, forward)
+    return forward, right, np.cross(right, forward)
+
+
+@functools.lru_cache(maxsize=16)
+def _view(width: int, height: int, fov_deg: float, yaw_deg: float, pitch_deg: float) -> _View:
+    forward, right, up = camera_basis(yaw_deg, pitch_deg)
     tan_h = math.tan(math.radians(fov_deg) / 2.0)
     tan_v = tan_h * height / width
     u = ((np.arange(width) + 0.5) / width * 2.0 - 1.0) * tan_h

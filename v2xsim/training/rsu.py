@@ -291,21 +291,13 @@ def train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None = None, qui
             optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=max(0.05, 2.0 / config.steps),
             anneal_strategy="cos", div_factor=10, final_div_factor=100)
     generator = torch.Generator().manual_seed(config.seed)
-    step = 0
-    state = checkpoint.resume()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        step = state["step"]
+    step = checkpoint.restore_progress(model=model, optimizer=optimizer, generator=generator,
+                                       scheduler=scheduler).get("step", 0)
     total = config.steps + config.stage3_steps
 
     def save(done: int) -> None:
-        checkpoint.save_partial({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": None if scheduler is None else scheduler.state_dict(),
-                                 "generator": generator.get_state(), "step": done})
+        checkpoint.save_progress(model=model, optimizer=optimizer, generator=generator, scheduler=scheduler,
+                                 step=done)
 
     started = time.perf_counter()
     shown = [0.0]

@@ -214,13 +214,7 @@ def train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], 
     optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": config.weight_decay},
                                    {"params": kept, "weight_decay": 0.0}], lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    epoch = 0
-    state = checkpoint.resume()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        epoch = state["epoch"]
+    epoch = checkpoint.restore_progress(model=model, optimizer=optimizer, generator=generator).get("epoch", 0)
     first_epoch = epoch
     columns = [MODALITIES.index(m) for m in model.modalities]
     available = torch.from_numpy(data.available[:, columns])
@@ -253,8 +247,7 @@ def train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], 
                 print(f"\rtraining GBA-Vehicle: epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps_per_epoch}, "
                       f"BCE {total / (step + 1):.4f}, {now - started:.0f} s, about {left:.0f} s left", end="",
                       file=sys.stderr, flush=True)
-        checkpoint.save_partial({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "generator": generator.get_state(), "epoch": epoch + 1})
+        checkpoint.save_progress(model=model, optimizer=optimizer, generator=generator, epoch=epoch + 1)
     if not quiet:
         print(f"\rtraining GBA-Vehicle: {last}/{config.epochs} epochs, {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)

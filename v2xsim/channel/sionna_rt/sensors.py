@@ -30,6 +30,7 @@ from v2xsim.sensing.camera import (
     SIDEWALK_COLOUR,
     SKY_COLOUR,
     WALL_COLOUR,
+    camera_basis,
     road_paint,
     rsu_boxes,
 )
@@ -132,10 +133,7 @@ def camera_rays(width: int, height: int, fov_deg: float, yaw_deg: float, pitch_d
     ``((s + 1/2) / spp, (phi_2(s) + 1/(2 spp)) mod 1)`` of the pixel, so ``spp = 1`` is the
     pixel centre.
     """
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    forward = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
-    right = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
-    up = np.cross(right, forward)
+    forward, right, up = camera_basis(yaw_deg, pitch_deg)
     half_width = math.tan(math.radians(fov_deg) / 2.0)
     half_height = half_width * height / width
     samples = []
