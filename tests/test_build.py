@@ -91,3 +91,14 @@ def test_link_budget_codebook_serves_the_coverage_sector():
     assert user_rates(h, t, site.radio.noise_power).shape == (1,)
     angles = np.degrees(np.arcsin(np.angle(site.radio.codebook[1] / site.radio.codebook[0]) / np.pi))
     assert -45.0 < angles.min() and angles.max() < 45.0
+
+
+def test_every_registered_backend_takes_the_engine_keywords():
+    import inspect
+
+    from v2xsim.registry import CHANNEL
+
+    for name in CHANNEL.names():
+        parameters = inspect.signature(CHANNEL.get(name)).parameters
+        assert {"layout", "num_antennas", "carrier_hz", "seed"} <= set(parameters), name
+        assert all(parameters[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("layout", "seed")), name

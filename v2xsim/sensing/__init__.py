@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from v2xsim import checks as check
+from v2xsim.formats import IMAGE_SHAPE, LIDAR_SHAPE
+from v2xsim.geometry import Boxes, RoadLayout, Snapshot
 from v2xsim.sensing.camera import camera_image, camera_images
 from v2xsim.sensing.gps import DEFAULT_GPS_NOISE_M, gps_reading
 from v2xsim.sensing.lidar import grid_bounds, lidar_grid, lidar_grids
 from v2xsim.sensing.rays import first_hits
-from v2xsim.geometry import Boxes, RoadLayout, Snapshot
 
 __all__ = [
     "SensorConfig",
@@ -56,13 +57,13 @@ class SensorConfig:
     """
 
     gps_noise_m: float = DEFAULT_GPS_NOISE_M
-    lidar_grid: int = 20
+    lidar_grid: int = LIDAR_SHAPE[0]
     lidar_dropout: float = 0.0
     lidar_margin_m: float = 3.0
     lidar_range_noise_m: float = 0.02
     lidar_num_azimuth: int = 720
-    camera_width: int = 160
-    camera_height: int = 90
+    camera_width: int = IMAGE_SHAPE[1]
+    camera_height: int = IMAGE_SHAPE[0]
     camera_fov_deg: float = 110.0
     camera_yaw_deg: float = -90.0
     camera_pitch_deg: float = 10.0
