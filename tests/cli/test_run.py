@@ -100,3 +100,22 @@ def test_missing_scenario_file_exits_2(tmp_path):
 def test_usage_errors_exit_2():
     result = v2xsim("run")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_command_fills_the_model_store_once(tmp_path):
+    """``v2xsim train`` trains every model the scenario needs into the store; a second call
+    finds them there and trains nothing."""
+    scenario = tmp_path / "gba.toml"
+    scenario.write_text(f"schemes = [{TINY_GBA}]\n")
+    cache = tmp_path / "store"
+    env_cache = {**CACHE, "V2XSIM_CACHE": str(cache)}
+    first = subprocess.run([sys.executable, "-m", "v2xsim", "train", str(scenario)], capture_output=True, text=True,
+                           cwd=ROOT, stdin=subprocess.DEVNULL, timeout=600, env={**os.environ, **env_cache})
+    assert first.returncode == 0, first.stderr
+    assert "training" in first.stderr and "models ready" in first.stderr
+    assert len(list(cache.glob("rsu-*.pt"))) == 1 and len(list(cache.glob("vehicle-*.pt"))) == 1
+    assert not list(cache.glob("*.partial.pt"))
+    again = subprocess.run([sys.executable, "-m", "v2xsim", "train", str(scenario)], capture_output=True,
+                           text=True, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=600,
+                           env={**os.environ, **env_cache})
+    assert again.returncode == 0 and "training" not in again.stderr
