@@ -107,12 +107,13 @@ def prepare_output_dir(out_dir: Path) -> None:
 
 
 def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | None = None,
-                     workers: int | None = None, quiet: bool = False) -> dict:
-    """Run the sweep and write results.csv, events.csv, summary.json and the plots."""
+                     workers: int | None = None, quiet: bool = False, executor: Executor | None = None) -> dict:
+    """Run the sweep (on ``executor``, default: local worker processes) and write
+    results.csv, events.csv, summary.json and the plots."""
     prepare_output_dir(out_dir)
     checkpoints = out_dir / ".checkpoints" / scenario_hash(scenario)
     started = time.perf_counter()
-    outputs = run_sweep(scenario, checkpoint_dir=checkpoints, workers=workers, quiet=quiet)
+    outputs = run_sweep(scenario, checkpoint_dir=checkpoints, workers=workers, quiet=quiet, executor=executor)
     summary = write_outputs(scenario, outputs, out_dir, scenario_path=scenario_path,
                             elapsed_s=time.perf_counter() - started)
     if scenario.output.plots:
