@@ -141,12 +141,22 @@ def traffic_source(traffic: TrafficConfig, layout: RoadLayout, *, num_vehicles: 
         if arrival.lane >= layout.num_lanes:
             raise ConfigError(f"traffic.arrivals.{index}.lane: lane {arrival.lane} does not exist "
                               f"({layout.num_lanes} lanes)")
-    return TrafficSource(
+    source = TrafficSource(
         pattern=traffic.pattern, num_vehicles=num_vehicles, speed_mps=kmh_to_mps(speed_kmh),
         speed_spread=traffic.speed_spread, truck_share=traffic.truck_share, platoon_size=traffic.platoon_size,
         platoon_gap_m=traffic.platoon_gap_m, min_entry_gap_m=traffic.min_entry_gap_m,
         arrivals=[Arrival(time_s=a.time_s, lane=a.lane, speed_kmh=a.speed_kmh, kind=a.kind) for a in traffic.arrivals],
     )
+    if traffic.pattern == "constant":
+        # refused up front when the K cars (and their trucks) cannot fit on the road at all
+        trucks = int(round(num_vehicles * traffic.truck_share))
+        need = source.room_needed(["car"] * num_vehicles + ["truck"] * trucks)
+        if need > layout.num_lanes * layout.coverage_length:
+            raise ConfigError(
+                f"traffic: {num_vehicles} cars and {trucks} trucks need {need:.1f} m of lane (length + "
+                f"min_entry_gap_m each), but {layout.num_lanes} lanes of {layout.coverage_length:.1f} m hold "
+                f"{layout.num_lanes * layout.coverage_length:.1f} m; lower num_vehicles or add lanes")
+    return source
 
 
 # ------------------------------------------------------------------ randomness

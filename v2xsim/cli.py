@@ -24,7 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the scenario seed (and the seed sweep)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario value, e.g. --set simulation.duration_s=1 (repeatable)")
-    run.add_argument("--workers", type=int, default=None, help="parallel processes (default: up to 2)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="parallel processes of the local or dask executor (default: up to 2 / 2)")
+    run.add_argument("--executor", default="local", metavar="NAME",
+                     help="where the points run: local (worker processes, the default), serial "
+                          "(this process) or dask (a Dask cluster: docs/cluster.md)")
+    run.add_argument("--scheduler", default=None, metavar="ADDR",
+                     help="with --executor dask: address of a running Dask scheduler, e.g. tcp://host:8786 "
+                          "(default: start a local cluster of --workers processes)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     study = sub.add_parser("study", help="run an offline study file (e.g. the RSU ablations)")
     study.add_argument("study", help="TOML study file")
@@ -50,18 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _executor_options(args: argparse.Namespace) -> dict:
+    """The executor's options from --workers and --scheduler (only those given)."""
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    options = {}
+    if args.workers is not None:
+        options["workers"] = args.workers
+    if args.scheduler is not None:
+        if args.executor != "dask":
+            raise ConfigError(f"--scheduler needs --executor dask (got --executor {args.executor})")
+        options["scheduler"] = args.scheduler
+    return options
+
+
 def _run(args: argparse.Namespace) -> int:
     from v2xsim.config import load_scenario
+    from v2xsim.executors import create_executor
+    from v2xsim.registry import EXECUTOR
     from v2xsim.sim.runner import run_to_directory
 
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides += [f"seed={args.seed}", "sweep.seeds=[]"]
+    EXECUTOR.get(args.executor)  # an unknown name is refused before anything is loaded
+    options = _executor_options(args)
     scenario = load_scenario(args.scenario, overrides)
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    run_to_directory(scenario, Path(args.out), scenario_path=args.scenario, workers=args.workers,
-                     quiet=args.quiet)
+    with create_executor(args.executor, **options) as executor:
+        run_to_directory(scenario, Path(args.out), scenario_path=args.scenario, workers=args.workers,
+                         quiet=args.quiet, executor=executor)
     return 0
 
 

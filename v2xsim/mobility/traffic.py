@@ -8,7 +8,11 @@ Patterns:
     ``platoon``: Poisson arrivals of platoons of ``platoon_size`` cars ``platoon_gap_m``
         apart, same mean density.
     ``fixed``: an explicit list of arrivals ``{time_s, lane, speed_kmh, kind}``.
-A vehicle only enters when its lane has room at the entry (``min_entry_gap_m``).
+A vehicle only enters when its lane has room at the entry (``min_entry_gap_m``). The
+initial road is filled lane by lane: vehicles drawn into a lane that has no room left move
+to the lane with the most room, and (random patterns only) vehicles for which no lane has
+room wait at the entry. A ``constant`` pattern whose K cars (and trucks) cannot fit on the
+road at all is refused.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class TrafficSource:
     platoon_gap_m: float = 8.0
     min_entry_gap_m: float = 2.0
     arrivals: list[Arrival] = field(default_factory=list)
+    _waiting: list[tuple[int, str]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
@@ -107,20 +112,47 @@ class TrafficSource:
         lanes = rng.integers(0, world.layout.num_lanes, len(kinds))
         x_min, x_max = world.layout.x_range
         span = x_max - x_min
+        lanes = self._fit_lanes(kinds, lanes, world.layout.num_lanes, span)
         for lane in range(world.layout.num_lanes):
             members = [k for k, l in zip(kinds, lanes) if l == lane]
             if not members:
                 continue
             lengths = np.array([DEFAULT_SIZES[k][0] for k in members])
             slack = span - lengths.sum() - self.min_entry_gap_m * len(members)
-            if slack < 0:
-                raise ConfigError(f"traffic: {len(members)} vehicles do not fit in lane {lane} "
-                                 f"({span:.1f} m of road); lower num_vehicles or add lanes")
             gaps = rng.dirichlet(np.ones(len(members) + 1))[:-1] * slack + self.min_entry_gap_m
             rear = x_min + np.cumsum(gaps) + np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
             for kind, length, r in zip(members, lengths, rear):
                 speed = self._desired_speed(rng)
                 world.add_vehicle(x=float(r + length / 2), lane=lane, speed=speed, desired_speed=speed, kind=kind)
+
+    def room_needed(self, kinds: list[str]) -> float:
+        """Road length [m] the vehicles ``kinds`` occupy with their entry gaps."""
+        return float(sum(DEFAULT_SIZES[k][0] + self.min_entry_gap_m for k in kinds))
+
+    def _fit_lanes(self, kinds: list[str], lanes: np.ndarray, num_lanes: int, span: float) -> np.ndarray:
+        """Lanes with every lane's vehicles fitting on ``span`` metres: the last vehicles of a
+        full lane move to the lane with the most room; those no lane can take wait at the
+        entry (``self._waiting``; for ``constant`` traffic that is an error)."""
+        lanes = np.array(lanes, dtype=int)
+        used = np.zeros(num_lanes)
+        order = [i for lane in range(num_lanes) for i in np.flatnonzero(lanes == lane)]
+        for index in order:
+            need = DEFAULT_SIZES[kinds[index]][0] + self.min_entry_gap_m
+            lane = lanes[index]
+            if used[lane] + need > span:
+                lane = int(np.argmin(used))  # the lane with the most room
+                if used[lane] + need > span:
+                    if self.pattern == "constant":
+                        raise ConfigError(
+                            f"traffic: {len(kinds)} vehicles need {self.room_needed(kinds):.1f} m of lane "
+                            f"(length + min_entry_gap_m each); {num_lanes} lanes of {span:.1f} m cannot hold them; "
+                            f"lower num_vehicles or truck_share, or add lanes")
+                    self._waiting.append((int(lanes[index]), kinds[index]))
+                    lanes[index] = -1
+                    continue
+                lanes[index] = lane
+            used[lane] += need
+        return lanes
 
     def _enter(self, env: simpy.Environment, world: Road, lane: int, kind: str, speed: float):
         """Process: wait until the lane entry is free, then add the vehicle."""
@@ -133,6 +165,9 @@ class TrafficSource:
     # -------------------------------------------------------------- process
     def run(self, env: simpy.Environment, world: Road, rng: np.random.Generator):
         """Process generating the arrivals of the pattern."""
+        for lane, kind in self._waiting:  # initial vehicles the road had no room for
+            env.process(self._enter(env, world, lane, kind, self._desired_speed(rng)))
+        self._waiting = []
         if self.pattern == "constant":
             def on_departure(vehicle_id: int, kind: str, lane: int) -> None:
                 env.process(self._enter(env, world, lane, kind, self._desired_speed(rng)))

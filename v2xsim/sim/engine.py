@@ -60,31 +60,35 @@ class PointResult:
         return asdict(self)
 
 
-def summarise(label: str, cycles: list[Cycle], *, speed_kmh: float, num_vehicles: int, seed: int,
-              paper_t_coherence_s: float, channel: str, aging: bool) -> PointResult:
-    """Reduce the completed cycles of one scheme to a result row (no NaN: empty -> 0)."""
-    total = sum(c.length_s for c in cycles)
-    data = sum(c.data_time_s for c in cycles)
-    bits = sum(c.bits for c in cycles)
+def summarise(label: str, cycles: list[Cycle], *, delivered: float, serving_s: float, aligning_s: float,
+              window_s: float, speed_kmh: float, num_vehicles: int, seed: int, paper_t_coherence_s: float,
+              channel: str, aging: bool) -> PointResult:
+    """One scheme's result row (no NaN: nothing measured -> 0).
+
+    The measurement window is the whole simulated time ``[0, window_s]``: time with an
+    empty road and the last, unfinished cycle included. ``delivered`` [bit/s/Hz x s],
+    ``serving_s`` and ``aligning_s`` [s] are the runner's whole-window totals; the mean
+    realignment period, alignment delay, vehicles and served vehicles are averages over
+    the completed cycles.
+    """
+    cycles = [c for c in cycles if c.complete]
     n = len(cycles)
     t_coh = sum(c.period_s for c in cycles) / n if n else 0.0
     t_delay = sum(c.delay_s for c in cycles) / n if n else 0.0
     # mean instantaneous sum rate while beams serve; if stale beams never served, the rate
     # they would have given at the alignment instant
-    if data > 0:
-        rate = bits / data
+    if serving_s > 0:
+        rate = delivered / serving_s
     else:
         rate = sum(c.apply_sum_rate for c in cycles) / n if n else 0.0
-    effective = bits / total if total > 0 else 0.0
     formula = rate * max(0.0, 1.0 - t_delay / t_coh) if t_coh > 0 else 0.0
     return PointResult(
         scheme=label, speed_kmh=speed_kmh, num_vehicles=num_vehicles, seed=seed,
-        t_coherence_s=t_coh, t_delay_s=t_delay, sum_rate=rate, effective_sum_rate=effective,
-        formula_effective_sum_rate=formula,
-        overhead_share=(sum(min(c.delay_s, c.length_s) for c in cycles) / total) if total > 0 else 0.0,
+        t_coherence_s=t_coh, t_delay_s=t_delay, sum_rate=rate, effective_sum_rate=delivered / window_s,
+        formula_effective_sum_rate=formula, overhead_share=aligning_s / window_s,
         alignments=n, mean_vehicles=(sum(c.vehicles for c in cycles) / n) if n else 0.0,
         mean_served=(sum(c.served for c in cycles) / n) if n else 0.0,
-        paper_t_coherence_s=paper_t_coherence_s, simulated_s=total, channel=channel, aging=aging,
+        paper_t_coherence_s=paper_t_coherence_s, simulated_s=window_s, channel=channel, aging=aging,
     )
 
 
@@ -146,9 +150,11 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
                                       radio.num_beams)
     rows, cycles = [], []
     for runner in runners:
-        rows.append(summarise(runner.label, runner.cycles, speed_kmh=speed_kmh, num_vehicles=num_vehicles,
-                              seed=seed, paper_t_coherence_s=paper_t_coh, channel=scenario.channel.backend,
-                              aging=scenario.channel.aging))
+        runner.finish()  # close the window at `duration`: the last, unfinished cycle counts too
+        rows.append(summarise(runner.label, runner.cycles, delivered=runner.delivered, serving_s=runner.serving_s,
+                              aligning_s=runner.aligning_s, window_s=duration, speed_kmh=speed_kmh,
+                              num_vehicles=num_vehicles, seed=seed, paper_t_coherence_s=paper_t_coh,
+                              channel=scenario.channel.backend, aging=scenario.channel.aging))
         for c in runner.cycles:
             cycles.append({"speed_kmh": speed_kmh, "num_vehicles": num_vehicles, "seed": seed, **asdict(c)})
     return RunOutput(rows=rows, cycles=cycles, events=env.processed_events, wall_s=time.perf_counter() - wall_start,

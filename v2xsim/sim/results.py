@@ -49,7 +49,7 @@ def write_outputs(scenario: Scenario, outputs: Sequence[RunOutput], out_dir: Pat
     if scenario.output.event_log:
         cycles = [c for output in outputs for c in output.cycles]
         columns = ("speed_kmh", "num_vehicles", "seed", "scheme", "start_s", "delay_s", "period_s",
-                   "vehicles", "reporting", "served", "apply_sum_rate", "bits", "data_time_s")
+                   "vehicles", "reporting", "served", "apply_sum_rate", "bits", "data_time_s", "complete")
         write_csv(out_dir / "events.csv", cycles, columns)
     per_scheme: dict[str, dict[str, float]] = {}
     for row in rows:

@@ -10,7 +10,9 @@ One alignment cycle (a SimPy process, :meth:`SchemeRunner.run`):
    beams whose alignment took longer than the coherence period are already stale and
    deliver nothing.
 
-Rates are piecewise constant between world changes and are integrated exactly.
+Rates are piecewise constant between world changes and are integrated exactly. Besides
+the per-cycle records, the runner keeps whole-window totals (delivered bits, serving time,
+aligning time) that include time with an empty road and the last, unfinished cycle.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Cycle:
     apply_sum_rate: float
     bits: float = 0.0  # integral of the sum rate [bit/s/Hz x s]
     data_time_s: float = 0.0
+    complete: bool = True  # False: the cycle was still running when the window closed
 
     @property
     def length_s(self) -> float:
@@ -84,6 +87,12 @@ class SchemeRunner:
         self._serving: tuple[np.ndarray, np.ndarray] | None = None  # ids (A,), precoders (Nt, A)
         self._rate = 0.0
         self._last = 0.0
+        #: whole-window totals: integral of the sum rate [bit/s/Hz x s], time with beams
+        #: serving [s], time spent aligning [s]
+        self.delivered = 0.0
+        self.serving_s = 0.0
+        self.aligning_s = 0.0
+        self._aligning_since: float | None = None
         self.process = env.process(self.run())
 
     # ---------------------------------------------------------- accounting
@@ -93,7 +102,21 @@ class SchemeRunner:
         if self._serving is not None and self._cycle is not None:
             self._cycle.bits += self._rate * (now - self._last)
             self._cycle.data_time_s += now - self._last
+            self.delivered += self._rate * (now - self._last)
+            self.serving_s += now - self._last
         self._last = now
+
+    def finish(self) -> None:
+        """Close the measurement window at the current time: integrate the last, unfinished
+        cycle's bits and count an alignment still in progress as aligning time."""
+        self.accrue()
+        if self._aligning_since is not None:
+            self.aligning_s += self.env.now - self._aligning_since
+            self._aligning_since = None
+        if self._cycle is not None:  # in its data phase: logged, marked unfinished
+            self._cycle.complete = False
+            self.cycles.append(self._cycle)
+            self._cycle = None
 
     def world_changed(self) -> None:
         """Called by the world tick after vehicles moved: integrate, then re-rate."""
@@ -181,6 +204,7 @@ class SchemeRunner:
                 yield arrival
                 continue
             start = env.now
+            self._aligning_since = start
             period = self.policy.period(snap.speeds, coverage_length_m=world.layout.coverage_length,
                                         num_beams=radio.num_beams)
             members = snap.ids.copy()
@@ -218,6 +242,8 @@ class SchemeRunner:
             if compute > 0:
                 yield env.timeout(compute)
             delay = env.now - start
+            self.aligning_s += delay
+            self._aligning_since = None
             precoders = allocation.precoders(radio.codebook)
             serving = (ids, precoders)
             apply_rate = self._rate_of(serving, measured)  # on the channel the beams were chosen for
