@@ -192,8 +192,14 @@ class SweepConfig(Section):
 
 
 class OutputConfig(Section):
+    """What a run writes. ``compare`` and ``baselines`` are scheme labels: for every swept
+    point the run reports the paired difference (same seeds, same worlds) of ``compare``
+    minus the best of ``baselines`` with its confidence interval."""
+
     plots: bool = True
     event_log: bool = True
+    compare: str | None = "gba"
+    baselines: list[str] = Field(default_factory=lambda: ["zf_sweep", "wmmse_ce", "wmmse_cb"])
 
 
 class Scenario(Section):
@@ -404,6 +410,8 @@ def key_reference() -> str:
         "sweep.seeds": "seeds to sweep (default: `seed`)",
         "output.plots": "write the plots",
         "output.event_log": "write events.csv (one row per alignment cycle)",
+        "output.compare": "scheme label compared seed by seed with the best baseline (paired.csv)",
+        "output.baselines": "scheme labels that count as baselines in that comparison",
     }
     checks = {
         "schemes.label": "unique among the schemes",

@@ -1,4 +1,5 @@
-"""Matplotlib figures from a results table (list of result-row dicts)."""
+"""Matplotlib figures from a results table (list of result-row dicts): means across
+seeds, with 95 % confidence bands where a point has two or more seeds."""
 
 from __future__ import annotations
 
@@ -6,17 +7,30 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from v2xsim.stats import mean_ci
 
-def _series(rows: Sequence[dict[str, Any]], x: str, y: str) -> dict[tuple[str, int], tuple[list, list]]:
-    """Mean of ``y`` over seeds, per (scheme, K), as sorted x / y lists."""
+
+def _series(rows: Sequence[dict[str, Any]], x: str, y: str, scale: float = 1.0
+            ) -> dict[tuple[str, int], tuple[list, list, list, list]]:
+    """Mean of ``y`` over seeds per (scheme, K), as sorted x, mean, CI low and CI high
+    lists (the CI bounds are the mean where a point has one seed)."""
     grouped: dict[tuple[str, int], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        grouped[(row["scheme"], row["num_vehicles"])][row[x]].append(row[y])
+        grouped[(row["scheme"], row["num_vehicles"])][row[x]].append(scale * row[y])
     out = {}
     for key, points in grouped.items():
         xs = sorted(points)
-        out[key] = (xs, [sum(points[v]) / len(points[v]) for v in xs])
+        stats = [mean_ci(points[v]) for v in xs]
+        out[key] = (xs, [s.mean for s in stats], [s.mean if s.ci_low is None else s.ci_low for s in stats],
+                    [s.mean if s.ci_high is None else s.ci_high for s in stats])
     return out
+
+
+def _draw(ax, series: dict[tuple[str, int], tuple[list, list, list, list]], label) -> None:
+    for index, ((scheme, k), (xs, ys, lows, highs)) in enumerate(sorted(series.items())):
+        (line,) = ax.plot(xs, ys, label=label(scheme, k), **_style(index))
+        if any(low != high for low, high in zip(lows, highs)):
+            ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
 
 
 LINE_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--"), ("X", ":")]
@@ -38,9 +52,11 @@ def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "
     counts = {row["num_vehicles"] for row in rows}
     label = (lambda s, k: s) if len(counts) == 1 else (lambda s, k: f"{s}, K={k}")
     paths = []
+    seeds = len({row["seed"] for row in rows})
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for index, ((scheme, k), (xs, ys)) in enumerate(sorted(_series(rows, "speed_kmh", "effective_sum_rate").items())):
-        ax.plot(xs, ys, label=label(scheme, k), **_style(index))
+    _draw(ax, _series(rows, "speed_kmh", "effective_sum_rate"), label)
+    if seeds > 1:
+        ax.text(0.01, 0.01, f"mean of {seeds} seeds, 95 % CI bands", transform=ax.transAxes, fontsize=7)
     ax.set_xlabel("speed [km/h]")
     ax.set_ylabel("effective sum rate [bit/s/Hz]")
     ax.set_title(title or "Effective sum rate vs speed")
@@ -52,10 +68,8 @@ def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "
     plt.close(fig)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for index, ((scheme, k), (xs, ys)) in enumerate(sorted(_series(rows, "speed_kmh", "sum_rate").items())):
-        left.plot(xs, ys, label=label(scheme, k), **_style(index))
-    for index, ((scheme, k), (xs, ys)) in enumerate(sorted(_series(rows, "speed_kmh", "overhead_share").items())):
-        right.plot(xs, [100 * y for y in ys], label=label(scheme, k), **_style(index))
+    _draw(left, _series(rows, "speed_kmh", "sum_rate"), label)
+    _draw(right, _series(rows, "speed_kmh", "overhead_share", scale=100.0), label)
     left.set_xlabel("speed [km/h]")
     left.set_ylabel("sum rate while serving [bit/s/Hz]")
     right.set_xlabel("speed [km/h]")

@@ -9,9 +9,10 @@ few steps or epochs) lets a killed training resume where it stopped. Writes are 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ def _torch_load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 (first 16 hex digits) of a file's bytes: the identity of trained weights."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """The final and partial checkpoint files of one trained model.
@@ -49,10 +59,15 @@ class Checkpoint:
 
     final: Path
     partial: Path
+    #: the store's record of the models used (name -> content hash), updated on use
+    used: dict[str, str] = field(default_factory=dict, compare=False)
 
     def finished(self) -> dict[str, Any] | None:
         """The finished checkpoint's contents, or None when there is none."""
-        return _torch_load(self.final) if self.final.exists() else None
+        if not self.final.exists():
+            return None
+        self.used[self.final.stem] = file_digest(self.final)
+        return _torch_load(self.final)
 
     def resume(self) -> dict[str, Any] | None:
         """The partial training state to resume from, or None."""
@@ -87,6 +102,7 @@ class Checkpoint:
         """Write the finished model and drop the partial state."""
         _atomic_torch_save(state, self.final)
         self.partial.unlink(missing_ok=True)
+        self.used[self.final.stem] = file_digest(self.final)
 
 
 class ModelStore:
@@ -101,10 +117,17 @@ class ModelStore:
     def __init__(self, directory: str | os.PathLike | None = None, *, quiet: bool = False) -> None:
         self.directory = Path(directory) if directory is not None else cache_dir()
         self.quiet = quiet
+        #: models loaded or trained through this store: name -> hash of the file's bytes
+        self.used: dict[str, str] = {}
 
     def checkpoint(self, kind: str, key: str) -> Checkpoint:
         """Checkpoint files of a model of ``kind`` (e.g. "rsu") with configuration hash ``key``."""
-        return Checkpoint(self.directory / f"{kind}-{key}.pt", self.directory / f"{kind}-{key}.partial.pt")
+        return Checkpoint(self.directory / f"{kind}-{key}.pt", self.directory / f"{kind}-{key}.partial.pt",
+                          self.used)
+
+    def record(self, name: str, path: str | os.PathLike) -> None:
+        """Note a model file used from outside the store (e.g. a given checkpoint)."""
+        self.used[name] = file_digest(Path(path))
 
     def path(self, name: str) -> Path:
         """A file or folder of the store (e.g. a generated data set)."""

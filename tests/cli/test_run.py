@@ -54,6 +54,10 @@ def test_run_writes_the_contract_outputs(headline_run):
     assert all("nan" not in value.lower() for row in rows for value in row.values())
     summary = json.loads((headline_run / "summary.json").read_text())
     assert set(summary["schemes"]) == {"oracle", "zf_sweep", "wmmse_ce", "gba"}
+    models = summary["provenance"]["models"]  # the trained networks gba used, by name and content hash
+    assert sorted(name.split("-")[0] for name in models) == ["rsu", "vehicle"]
+    assert all(len(digest) == 16 for digest in models.values())
+    assert (headline_run / "summary.csv").exists() and (headline_run / "paired.csv").exists()
     assert (headline_run / "effective_sum_rate_vs_speed.png").stat().st_size > 10_000
     assert (headline_run / "rate_and_overhead_vs_speed.png").exists()
     assert (headline_run / "events.csv").exists()

@@ -149,6 +149,7 @@ class GBA(Scheme):
         config = self.training_config(context)
         if self.checkpoint is not None:
             self.model = _load_weights(build_model(config, context.radio.num_beams), self.checkpoint, "checkpoint")
+            context.store.record(f"gba checkpoint {self.checkpoint}", self.checkpoint)
         else:
             self.model = train_rsu(config, store=context.store)
         if self.feedback_mode == "predicted":
@@ -158,6 +159,7 @@ class GBA(Scheme):
             if self.vehicle_checkpoint is not None:
                 self.vehicle_model = _load_weights(build_vehicle_model(vehicle_config, context.radio.num_beams),
                                                    self.vehicle_checkpoint, "vehicle_checkpoint")
+                context.store.record(f"gba vehicle_checkpoint {self.vehicle_checkpoint}", self.vehicle_checkpoint)
             else:
                 self.vehicle_model = trained_vehicle_model(data_config, vehicle_config, store=context.store)
 

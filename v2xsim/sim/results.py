@@ -1,4 +1,7 @@
-"""Writing results: results.csv, events.csv, summary.json."""
+"""Writing results: results.csv (one row per scheme x point x seed), summary.csv (per
+scheme x point: mean, standard error and 95 % confidence interval across seeds),
+paired.csv (the compared scheme minus the best baseline, seed by seed), events.csv and
+summary.json (configuration, statistics and provenance)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from v2xsim import __version__
 from v2xsim.config import Scenario
 from v2xsim.sim.engine import RunOutput
+from v2xsim.stats import CONFIDENCE, mean_ci, paired_difference
 
 RESULT_COLUMNS = (
     "scheme", "speed_kmh", "num_vehicles", "seed", "t_coherence_s", "t_delay_s", "sum_rate",
@@ -20,7 +26,17 @@ RESULT_COLUMNS = (
 )
 
 
+#: per-point statistics of these result columns go to summary.csv
+STATISTIC_COLUMNS = ("effective_sum_rate", "sum_rate", "t_delay_s", "t_coherence_s")
+SUMMARY_COLUMNS = ("scheme", "speed_kmh", "num_vehicles", "metric", "seeds", "mean", "std_error", "ci95_low",
+                   "ci95_high")
+PAIRED_COLUMNS = ("scheme", "baseline", "speed_kmh", "num_vehicles", "seeds", "mean_difference", "std_error",
+                  "ci95_low", "ci95_high")
+
+
 def _fmt(value: Any) -> Any:
+    if value is None:  # a statistic that does not exist (e.g. a CI from one seed)
+        return ""
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"refusing to write a non-finite value ({value}) to a result table")
@@ -40,12 +56,89 @@ def result_rows(outputs: Sequence[RunOutput]) -> list[dict[str, Any]]:
     return [row.as_row() for output in outputs for row in output.rows]
 
 
+def point_statistics(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and confidence interval across seeds of every statistic column, per scheme x
+    (speed, K), in the order the rows come."""
+    groups: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["scheme"], row["speed_kmh"], row["num_vehicles"]), []).append(row)
+    out = []
+    for (scheme, speed, count), members in groups.items():
+        for metric in STATISTIC_COLUMNS:
+            stat = mean_ci([r[metric] for r in members])
+            out.append({"scheme": scheme, "speed_kmh": speed, "num_vehicles": count, "metric": metric,
+                        "seeds": stat.n, "mean": stat.mean, "std_error": stat.std_error, "ci95_low": stat.ci_low,
+                        "ci95_high": stat.ci_high})
+    return out
+
+
+def paired_comparisons(rows: Sequence[dict[str, Any]], compare: str | None,
+                       baselines: Sequence[str]) -> list[dict[str, Any]]:
+    """``compare`` minus the best baseline (highest mean effective sum rate at that point),
+    seed by seed on the same worlds, per (speed, K)."""
+    if compare is None:
+        return []
+    by_point: dict[tuple[float, int], dict[str, dict[int, float]]] = {}
+    for row in rows:
+        point = by_point.setdefault((row["speed_kmh"], row["num_vehicles"]), {})
+        point.setdefault(row["scheme"], {})[row["seed"]] = row["effective_sum_rate"]
+    out = []
+    for (speed, count), schemes in by_point.items():
+        candidates = [b for b in baselines if b in schemes]
+        if compare not in schemes or not candidates:
+            continue
+        best = max(candidates, key=lambda b: (float(np.mean(list(schemes[b].values()))), b))
+        seeds = sorted(set(schemes[compare]) & set(schemes[best]))
+        stat = paired_difference([schemes[compare][s] for s in seeds], [schemes[best][s] for s in seeds])
+        out.append({"scheme": compare, "baseline": best, "speed_kmh": speed, "num_vehicles": count,
+                    "seeds": stat.n, "mean_difference": stat.mean, "std_error": stat.std_error,
+                    "ci95_low": stat.ci_low, "ci95_high": stat.ci_high})
+    return out
+
+
+def provenance(models: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What produced a result: package versions, the git commit of a checkout, models."""
+    import importlib.metadata as metadata
+
+    versions = {}
+    for package in ("torch", "simpy", "numpy", "scipy", "sionna-rt"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"v2xsim": __version__, "git": _git_state(), "python": platform.python_version(),
+            "packages": versions, "models": models or {}}
+
+
+def _git_state() -> dict[str, Any] | None:
+    """Commit (and whether the tree has uncommitted changes) when v2xsim runs from a checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "uncommitted_changes": dirty}
+
+
 def write_outputs(scenario: Scenario, outputs: Sequence[RunOutput], out_dir: Path, *,
-                  scenario_path: str | None = None, elapsed_s: float | None = None) -> dict[str, Any]:
-    """Write results.csv, events.csv (if enabled) and summary.json; returns the summary."""
+                  scenario_path: str | None = None, elapsed_s: float | None = None,
+                  models: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write results.csv, summary.csv, paired.csv, events.csv (if enabled) and
+    summary.json; returns the summary. ``models`` names the trained models used."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = result_rows(outputs)
     write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
+    statistics = point_statistics(rows)
+    write_csv(out_dir / "summary.csv", statistics, SUMMARY_COLUMNS)
+    paired = paired_comparisons(rows, scenario.output.compare, scenario.output.baselines)
+    write_csv(out_dir / "paired.csv", paired, PAIRED_COLUMNS)
     if scenario.output.event_log:
         cycles = [c for output in outputs for c in output.cycles]
         columns = ("speed_kmh", "num_vehicles", "seed", "scheme", "start_s", "delay_s", "period_s",
@@ -75,6 +168,10 @@ def write_outputs(scenario: Scenario, outputs: Sequence[RunOutput], out_dir: Pat
         "units": {"sum_rate": "bit/s/Hz", "effective_sum_rate": "bit/s/Hz", "t_coherence_s": "s", "t_delay_s": "s"},
         "simulated_seconds": simulated,
         "events": sum(o.events for o in outputs),
+        "confidence": CONFIDENCE,
+        "statistics": statistics,
+        "paired": paired,
+        "provenance": provenance(models),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     # wall-clock figures vary run to run; kept out of summary.json so it stays reproducible

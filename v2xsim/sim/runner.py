@@ -30,20 +30,25 @@ def _run_one(scenario: Scenario, point: tuple[float, int, int]) -> RunOutput:
     return run_point(scenario, speed_kmh=speed, num_vehicles=count, seed=seed)
 
 
-def prepare_models(scenario: Scenario, *, quiet: bool = False) -> None:
+def prepare_models(scenario: Scenario, *, quiet: bool = False) -> dict[str, str]:
     """Load (and on first use train) every model the scenario's schemes need, once, in
-    this process, so that sweep workers only load them."""
+    this process, so that sweep workers only load them; returns the models used (file
+    name -> hash of its bytes)."""
     build.load_plugins(scenario.plugins)
+    store = ModelStore(quiet=quiet)
     with quiet_mode(quiet):
-        build.schemes(scenario, ModelStore(quiet=quiet))
+        build.schemes(scenario, store)
+    return dict(sorted(store.used.items()))
 
 
 def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers: int | None = None,
-              quiet: bool = False, executor: Executor | None = None) -> list[RunOutput]:
+              quiet: bool = False, executor: Executor | None = None, prepared: bool = False) -> list[RunOutput]:
     """Every point of the sweep, in sweep order. Finished points are pickled to
-    ``checkpoint_dir`` and reused by a rerun of the same scenario (resume)."""
+    ``checkpoint_dir`` and reused by a rerun of the same scenario (resume). Models are
+    prepared first in this process (unless ``prepared``)."""
     points = scenario.points()
-    prepare_models(scenario, quiet=quiet)
+    if not prepared:
+        prepare_models(scenario, quiet=quiet)
     outputs: dict[int, RunOutput] = {}
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -113,9 +118,11 @@ def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | 
     prepare_output_dir(out_dir)
     checkpoints = out_dir / ".checkpoints" / scenario_hash(scenario)
     started = time.perf_counter()
-    outputs = run_sweep(scenario, checkpoint_dir=checkpoints, workers=workers, quiet=quiet, executor=executor)
+    models = prepare_models(scenario, quiet=quiet)
+    outputs = run_sweep(scenario, checkpoint_dir=checkpoints, workers=workers, quiet=quiet, executor=executor,
+                        prepared=True)
     summary = write_outputs(scenario, outputs, out_dir, scenario_path=scenario_path,
-                            elapsed_s=time.perf_counter() - started)
+                            elapsed_s=time.perf_counter() - started, models=models)
     if scenario.output.plots:
         from v2xsim.plots import speed_plots
 
