@@ -56,10 +56,16 @@ def test_unreachable_scheduler_is_a_config_error_naming_it():
     with pytest.raises(ConfigError, match=r"^--scheduler tcp://127\.0\.0\.1:1: "):
         with executor:
             pass
-    with pytest.raises(ConfigError, match="--scheduler needs --executor dask"):
-        from v2xsim.cli import main
+    assert executor.client is None
 
-        main(["run", str(HEADLINE), "--out", "unused", "--scheduler", "tcp://127.0.0.1:1"])
+
+def test_scheduler_needs_the_dask_executor(tmp_path, capsys):
+    from v2xsim.cli import main
+
+    assert main(["run", str(HEADLINE), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "v2xsim: error: --scheduler needs --executor dask (got --executor local)")
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_distributed_names_the_extra(monkeypatch):
