@@ -149,7 +149,8 @@ def test_killed_dask_sweep_leaves_no_worker_and_resumes(tmp_path, monkeypatch):
         deadline = time.monotonic() + 120
         checkpoints, workers = [], []
         while time.monotonic() < deadline and process.poll() is None:
-            workers = workers or [m for m in live_members(pgid) if "spawn_main" in m[2]]
+            if len(workers) < 2:  # the cluster's worker processes start one by one
+                workers = [m for m in live_members(pgid) if "spawn_main" in m[2]]
             checkpoints = list(out.glob(".checkpoints/*/point-*.pkl"))
             if checkpoints:
                 break

@@ -22,10 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="TOML scenario file")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--seed", type=int, help="override the scenario seed (and the seed sweep)")
+    run.add_argument("--seeds", type=int, metavar="N",
+                     help="run N seeds (from --seed, else the scenario seed): statistics and CIs across them")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario value, e.g. --set simulation.duration_s=1 (repeatable)")
     run.add_argument("--workers", type=int, default=None,
-                     help="parallel processes of the local or dask executor (default: up to 2 / 2)")
+                     help="worker processes of the local or dask executor (default 2; local: at most the CPU count)")
     run.add_argument("--executor", default="local", metavar="NAME",
                      help="where the points run: local (worker processes, the default), serial "
                           "(this process) or dask (a Dask cluster: docs/cluster.md)")
@@ -80,6 +82,11 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides += [f"seed={args.seed}", "sweep.seeds=[]"]
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+        first = args.seed if args.seed is not None else load_scenario(args.scenario, overrides).seed
+        overrides.append(f"sweep.seeds={list(range(first, first + args.seeds))}")
     EXECUTOR.get(args.executor)  # an unknown name is refused before anything is loaded
     options = _executor_options(args)
     scenario = load_scenario(args.scenario, overrides)

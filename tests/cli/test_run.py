@@ -123,3 +123,16 @@ def test_train_command_fills_the_model_store_once(tmp_path):
                            text=True, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=600,
                            env={**os.environ, **env_cache})
     assert again.returncode == 0 and "training" not in again.stderr
+
+
+def test_seeds_option_runs_consecutive_seeds_and_reports_intervals(tmp_path):
+    result = v2xsim("run", HEADLINE, "--out", tmp_path, *FAST, "--seed", "5", "--seeds", "2",
+                    "--set", 'schemes=[{name="zf_sweep"}, {name="wmmse_ce"}]')
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "results.csv").open() as handle:
+        assert {row["seed"] for row in csv.DictReader(handle)} == {"5", "6"}
+    with (tmp_path / "summary.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(row["seeds"] == "2" and row["ci95_low"] != "" for row in rows)
+    bad = v2xsim("run", HEADLINE, "--out", tmp_path, "--seeds", "0", "--quiet")
+    assert bad.returncode == 2 and "--seeds" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from contextlib import contextmanager
+from typing import Iterator
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,24 @@ from v2xsim.progress import quiet_mode
 from v2xsim.sim.engine import RunOutput, run_point
 from v2xsim.sim.results import result_rows, write_outputs
 from v2xsim.store import ModelStore
+
+
+#: PyTorch intra-op threads of a process running sweep points (as the local executor's
+#: workers have): more threads than cores left per point only oversubscribe the CPU
+POINT_TORCH_THREADS = 1
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the body with ``count`` PyTorch threads, then restore the previous setting."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def scenario_hash(scenario: Scenario) -> str:
@@ -91,8 +111,9 @@ def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers
             print(f"[{len(outputs)}/{len(points)}] {speed:g} km/h, K={count}, seed {seed}: "
                   f"{output.wall_s:.1f} s (about {left:.0f} s left)", file=sys.stderr)
 
-    for position, output in executor.map(_run_one, [(scenario, points[i]) for i in todo]):
-        done(todo[position], output)
+    with torch_threads(POINT_TORCH_THREADS):  # for points the executor runs in this process
+        for position, output in executor.map(_run_one, [(scenario, points[i]) for i in todo]):
+            done(todo[position], output)
     if bar is not None:
         bar.close()
     return [outputs[i] for i in range(len(points))]
