@@ -52,6 +52,7 @@ def test_shipped_scenarios_validate():
     import tomllib
     from pathlib import Path
 
+    from v2xsim.studies.realignment import load_realignment_study
     from v2xsim.studies.rsu_ablation import load_study
     from v2xsim.studies.vehicle_deployment import load_vehicle_study
 
@@ -61,6 +62,8 @@ def test_shipped_scenarios_validate():
         data = tomllib.loads(path.read_text())
         if data.get("study") == "vehicle_deployment":
             load_vehicle_study(data, path)
+        elif data.get("study") == "realignment":
+            load_realignment_study(data, path)
         elif "study" in data:
             load_study(path)
         else:

@@ -1,7 +1,8 @@
-"""Offline studies (no event loop): model ablations evaluated on drops of the world.
+"""Studies: model ablations evaluated on drops of the world, and co-simulation sweeps.
 
-A study file names its kind in ``study``: "rsu_ablation" (Tables III-IV, Fig. 5 of seed
-002) or "vehicle_deployment" (GBA-Vehicle, Table V).
+A study file names its kind in ``study``: "rsu_ablation" (Tables III-IV, Fig. 5 of the
+GBA paper), "vehicle_deployment" (GBA-Vehicle, Table V) or "realignment" (co-simulations
+of a scenario with fixed realignment periods).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from v2xsim.errors import ConfigError
 
-STUDY_KINDS = ("rsu_ablation", "vehicle_deployment")
+STUDY_KINDS = ("rsu_ablation", "vehicle_deployment", "realignment")
 
 
 def read_study_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -57,4 +58,9 @@ def run_study_file(path: str | Path, overrides: list[str] | None, out_dir: Path,
         from v2xsim.studies.vehicle_deployment import load_vehicle_study, run_vehicle_study
 
         return run_vehicle_study(load_vehicle_study(data, Path(path)), out_dir, quiet=quiet)
+    if kind == "realignment":
+        from v2xsim.studies.realignment import load_realignment_study, run_realignment_study
+
+        study, base = load_realignment_study(data, Path(path))
+        return run_realignment_study(study, base, out_dir, quiet=quiet)
     raise ConfigError(f"{path}: study: unknown kind {kind!r}; valid: {', '.join(STUDY_KINDS)}")
