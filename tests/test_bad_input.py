@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = ROOT / "scenarios" / "speed_sweep.toml"
 #: a run that takes well under a second: 2 cars, 50 ms, one classical scheme, one point
 TINY = ["simulation.duration_s=0.05", "traffic.num_vehicles=2", 'schemes=[{name="zf_sweep"}]',
-        "sweep.speed_kmh=[30]", "output.plots=false"]
+        "sweep.speed_kmh=[30]", "sweep.seeds=[0]", "output.plots=false"]
 
 
 def v2xsim(*args, env=None):

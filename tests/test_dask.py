@@ -6,7 +6,6 @@ The sweeps start a local Dask cluster of two worker processes; they are marked s
 error tests that need no cluster are quick."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_executors import group_gone, group_members, kill_group, live_members
+from tests.test_executors import clean_up, group_members, kill_main_and_expect_no_survivors, live_members
 from v2xsim.config import load_scenario
 from v2xsim.errors import ConfigError
 from v2xsim.executors import DaskExecutor, create_executor, point_key
@@ -38,7 +37,7 @@ def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
 
 def overrides(duration_s: float, speeds: str) -> list[str]:
     return [SCHEMES, f"simulation.duration_s={duration_s}", "traffic.num_vehicles=3",
-            f"sweep.speed_kmh={speeds}", "output.plots=false"]
+            f"sweep.speed_kmh={speeds}", "sweep.seeds=[0]", "output.plots=false"]
 
 
 # ------------------------------------------------------------------ quick: errors, keys
@@ -158,18 +157,9 @@ def test_killed_dask_sweep_leaves_no_worker_and_resumes(tmp_path, monkeypatch):
         assert process.poll() is None, "the sweep ended before it could be killed: " + process.stderr.read().decode()
         assert len(workers) >= 2, group_members(pgid)  # the cluster's worker processes were seen
 
-        os.kill(process.pid, signal.SIGKILL)  # the main process only, as a batch system's kill -9 would
-        process.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not group_gone(pgid):
-            time.sleep(0.1)
-        assert group_gone(pgid), f"left behind: {live_members(pgid)}"
+        kill_main_and_expect_no_survivors(process)
     finally:
-        kill_group(pgid)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+        clean_up(process)
     checkpoints = sorted(out.glob(".checkpoints/*/point-*.pkl"))
     assert 1 <= len(checkpoints) < 4, checkpoints
     assert not (out / "results.csv").exists()

@@ -87,6 +87,27 @@ def start_sweep(out: Path, *args: str, env: dict | None = None) -> subprocess.Po
                             start_new_session=True, env={**os.environ, **(env or {})})
 
 
+def kill_main_and_expect_no_survivors(process: subprocess.Popen) -> None:
+    """SIGKILL only the sweep's main process (as a batch system's kill -9 would) and wait
+    up to 15 s for every process of its group to be gone."""
+    pgid = process.pid
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not group_gone(pgid):
+        time.sleep(0.1)
+    assert group_gone(pgid), f"left behind: {live_members(pgid)}"
+
+
+def clean_up(process: subprocess.Popen) -> None:
+    """Whatever a test saw, leave no process of the sweep's group running."""
+    kill_group(process.pid)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stderr.close()
+
+
 def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -112,18 +133,9 @@ def test_killed_sweep_leaves_no_process_behind(tmp_path):
         assert process.poll() is None, process.stderr.read().decode()
         assert len(workers) >= 2, group_members(pgid)
 
-        os.kill(process.pid, signal.SIGKILL)  # the main process only, as a batch system's kill -9 would
-        process.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not group_gone(pgid):
-            time.sleep(0.1)
-        assert group_gone(pgid), f"left behind: {live_members(pgid)}"
+        kill_main_and_expect_no_survivors(process)
     finally:
-        kill_group(pgid)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+        clean_up(process)
 
 
 @pytest.mark.slow
@@ -131,7 +143,7 @@ def test_killed_sweep_resumes_from_its_checkpoints(tmp_path):
     cache = {"V2XSIM_CACHE": str(tmp_path / "cache")}
     # three points of about a second each; one worker, so they finish one at a time
     args = ["--set", 'schemes=[{name="zf_sweep"},{name="wmmse_ce"}]', "--set", "sweep.speed_kmh=[30, 60, 90]",
-            "--set", "simulation.duration_s=2", "--set", "output.plots=false"]
+            "--set", "sweep.seeds=[0]", "--set", "simulation.duration_s=2", "--set", "output.plots=false"]
     out = tmp_path / "killed"
     process = start_sweep(out, "--workers", "1", "--quiet", *args, env=cache)
     try:
