@@ -55,9 +55,7 @@ def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "
     seeds = len({row["seed"] for row in rows})
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     _draw(ax, _series(rows, "speed_kmh", "effective_sum_rate"), label)
-    if seeds > 1:
-        ax.text(0.01, 0.01, f"mean of {seeds} seeds, 95 % CI bands", transform=ax.transAxes, fontsize=7)
-    ax.set_xlabel("speed [km/h]")
+    ax.set_xlabel("speed [km/h]" + (f"   (mean of {seeds} seeds, 95 % CI bands)" if seeds > 1 else ""))
     ax.set_ylabel("effective sum rate [bit/s/Hz]")
     ax.set_title(title or "Effective sum rate vs speed")
     ax.grid(alpha=0.3)

@@ -151,8 +151,8 @@ def run_to_directory(scenario: Scenario, out_dir: Path, *, scenario_path: str | 
     shutil.rmtree(out_dir / ".checkpoints", ignore_errors=True)
     if not quiet:
         _print_table(result_rows(outputs))
-        written = "results.csv, summary.json, timing.json" + (", events.csv" if scenario.output.event_log else "") + (
-            " and plots" if scenario.output.plots else "")
+        written = "results.csv, summary.csv, paired.csv, summary.json, timing.json" + (
+            ", events.csv" if scenario.output.event_log else "") + (" and plots" if scenario.output.plots else "")
         print(f"wrote {written} to {out_dir}", file=sys.stderr)
     return summary
 
