@@ -175,3 +175,9 @@ def test_killed_dask_sweep_leaves_no_worker_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("V2XSIM_CACHE", env["V2XSIM_CACHE"])
     run_to_directory(serial, tmp_path / "fresh", quiet=True, executor=create_executor("serial"))
     assert (out / "results.csv").read_bytes() == (tmp_path / "fresh" / "results.csv").read_bytes()
+
+
+def test_workers_with_the_serial_executor_names_the_flag(tmp_path):
+    result = cli("run", str(HEADLINE), "--out", str(tmp_path), "--executor", "serial", "--workers", "2", "--quiet")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--workers" in result.stderr and "serial" in result.stderr

@@ -65,6 +65,9 @@ def _executor_options(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     options = {}
     if args.workers is not None:
+        if args.executor == "serial":
+            raise ConfigError("--workers: the serial executor runs every point in this process; "
+                              "drop --workers or use --executor local")
         options["workers"] = args.workers
     if args.scheduler is not None:
         if args.executor != "dask":
