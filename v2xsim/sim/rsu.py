@@ -3,14 +3,17 @@
 One alignment cycle (a SimPy process, :meth:`SchemeRunner.run`):
 
 1. acquisition: exhaustive sweep (W beam slots), on-vehicle sensing, or nothing (genie);
-2. feedback: every vehicle sends its bits over the back channel, a SimPy resource that
-   serves one message at a time (airtime = bits / rate + MAC access overhead);
-3. RSU computation: configured, or the measured wall time of the scheme's call;
+2. feedback: sensing schemes' vehicle side turns what each car knows (its own sensor
+   readings, or its true RSS for a perfect predictor) into its bits; every vehicle sends
+   its bits over the back channel, a SimPy resource that serves one message at a time
+   (airtime = bits / rate + MAC access overhead);
+3. RSU computation: the scheme's RSU side sees only the reports (and the true channels
+   only if it declares ``needs_csi``); configured time, or the measured wall time;
 4. data phase: the new beams serve the vehicles until the cycle's realignment time;
    beams whose alignment took longer than the coherence period are already stale and
    deliver nothing.
 
-Rates are piecewise constant between world changes and are integrated exactly. Besides
+Rates are piecewise constant between world ticks and are integrated exactly. Besides
 the per-cycle records, the runner keeps whole-window totals (delivered bits, serving time,
 aligning time) that include time with an empty road and the last, unfinished cycle.
 """
