@@ -1,7 +1,8 @@
 """Discrete-event overhead of the v2xsim engine, measured side by side with bare SimPy.
 
 1. A bare SimPy loop: one process yielding N timeouts.
-2. A zero-work SimPy replica of the engine's event mix (1 ms tick process, per-scheme
+2. A zero-work SimPy replica of the engine's event mix (1 ms tick process - the engine's
+   world process also steps when a vehicle leaves, a few times per second -, per-scheme
    alignment processes with 34-slot sweeps, one feedback process per vehicle queueing on
    a capacity-1 resource, ``all_of``, compute and data-phase timeouts): the ceiling any
    engine with this structure can reach, since process starts, resource requests and
@@ -102,13 +103,15 @@ class PhysicsTimer:
 
 def timed_point(scenario, speed_kmh: float, num_vehicles: int) -> tuple[int, float, float]:
     """(events, wall s, physics s) of one point with every physics call timed: channel
-    snapshots, sweep measurements, rate evaluations, mobility steps and scheme solves."""
+    snapshots and the channel samples of a tick, sweep measurements, rate evaluations (one
+    instant and all sub-steps of a tick), mobility steps and scheme solves."""
     from v2xsim.mobility.base import MobilityModel
     from v2xsim.registry import MOBILITY, SCHEME
     from v2xsim.sim.rsu import SchemeRunner
     from v2xsim.sim.world import World
 
-    targets = [(World, "snapshot"), (SchemeRunner, "_rate_of"), (SchemeRunner, "_measure_beam")]
+    targets = [(World, "snapshot"), (World, "samples"), (SchemeRunner, "_rate_of"), (SchemeRunner, "_rates_along"),
+               (SchemeRunner, "_measure_beam")]
     targets += [(SCHEME.get(name), "allocate") for name in SCHEME.names()]
     targets += [(MOBILITY.get(name), "step") for name in MOBILITY.names()]
     originals = {target: getattr(*target) for target in targets if target[0] is not MobilityModel}

@@ -2,7 +2,9 @@
 PyTorch thread settings (the sweep's one thread per point vs PyTorch's default).
 
 Components are timed exclusively (a component called inside another counts only for
-itself): channel evaluation, re-rating while beams serve, sweep measurement, sensing
+itself): channel evaluation (one instant, and the instants of a tick at once), re-rating
+while beams serve (one instant, and every sub-step of a tick at once), snapshots (the
+world at an instant, without its channel evaluation), sweep measurement, sensing
 (camera + LiDAR ray casting), GBA-Vehicle, GBA-RSU, oracle, WMMSE-CE, ZF, mobility, and
 the rest (SimPy and the engine's own bookkeeping). The learned models must be trained
 (run ``v2xsim train scenarios/speed_sweep.toml`` first).
@@ -23,7 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 COMPONENTS = [
     ("channel evaluation", "v2xsim.channel.geometric", "GeometricChannel", "channels"),
+    ("channel along a tick", "v2xsim.channel.geometric", "GeometricChannel", "channels_along"),
     ("re-rating (serving beams)", "v2xsim.sim.rsu", "SchemeRunner", "_rate_of"),
+    ("re-rating along a tick", "v2xsim.sim.rsu", "SchemeRunner", "_rates_along"),
+    ("snapshots", "v2xsim.sim.world", "World", "snapshot"),
     ("sweep measurement", "v2xsim.sim.rsu", "SchemeRunner", "_measure_beam"),
     ("sensing (camera + LiDAR)", "v2xsim.sim.rsu", "SchemeRunner", "_sense"),
     ("GBA-Vehicle", "v2xsim.schemes.gba", "GBA", "predict_feedback"),

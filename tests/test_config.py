@@ -17,6 +17,8 @@ BASE = {"schemes": [{"name": "oracle"}]}
     ({**BASE, "sweep": {"speed_kmh": [30, -1]}}, "sweep.speed_kmh"),
     ({**BASE, "sweep": {"num_vehicles": [4, -2]}}, "sweep.num_vehicles"),
     ({**BASE, "realignment": {"policy": "fixed"}}, "period_ms"),
+    ({**BASE, "simulation": {"max_phase_step_deg": 0}}, "simulation.max_phase_step_deg"),
+    ({**BASE, "simulation": {"max_phase_step_deg": 200}}, "simulation.max_phase_step_deg"),
     ({"schemes": []}, "schemes"),
     ({}, "schemes: required key is missing"),
 ])
@@ -39,6 +41,11 @@ def test_overrides_are_parsed_as_toml(tmp_path):
     assert [p[0] for p in scenario.points()] == [10.0, 20.0]
 
 
+def test_the_two_ray_phase_step_defaults_to_30_degrees():
+    assert scenario_from_dict(BASE).simulation.max_phase_step_deg == 30.0
+    assert scenario_from_dict({**BASE, "simulation": {"max_phase_step_deg": 15}}).simulation.max_phase_step_deg == 15.0
+
+
 def test_missing_file_and_bad_toml_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.toml"):
         load_scenario(tmp_path / "nope.toml")
@@ -52,6 +59,8 @@ def test_shipped_scenarios_validate():
     import tomllib
     from pathlib import Path
 
+    from v2xsim.fl.experiment import load_experiment
+    from v2xsim.studies.fl_imbalance import load_fl_study
     from v2xsim.studies.realignment import load_realignment_study
     from v2xsim.studies.rsu_ablation import load_study
     from v2xsim.studies.vehicle_deployment import load_vehicle_study
@@ -64,6 +73,10 @@ def test_shipped_scenarios_validate():
             load_vehicle_study(data, path)
         elif data.get("study") == "realignment":
             load_realignment_study(data, path)
+        elif data.get("study") == "fl_imbalance":
+            load_fl_study(data, path)
+        elif data.get("experiment") == "fl":
+            load_experiment(path)
         elif "study" in data:
             load_study(path)
         else:

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a study value (repeatable)")
     study.add_argument("--quiet", action="store_true", help="no progress output")
+    fl = sub.add_parser("fl", help="federated training of GBA-Vehicle from an FL experiment file")
+    fl.add_argument("experiment", help="TOML FL experiment file (e.g. scenarios/fl_fedavg.toml)")
+    fl.add_argument("--out", required=True, help="output directory (a rerun into it resumes after the last round)")
+    fl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an experiment value, e.g. --set strategy.name=\"da\" (repeatable)")
+    fl.add_argument("--quiet", action="store_true", help="no progress output")
     dataset = sub.add_parser("dataset", help="write a data set in the FLASH layout")
     dataset.add_argument("kind", choices=["flash-like"], help="data-set generator")
     dataset.add_argument("--out", required=True, help="output directory (new or empty)")
@@ -117,6 +123,13 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fl(args: argparse.Namespace) -> int:
+    from v2xsim.studies.fl import run_fl_file
+
+    run_fl_file(args.experiment, args.overrides, Path(args.out), quiet=args.quiet)
+    return 0
+
+
 def _dataset(args: argparse.Namespace) -> int:
     import json
 
@@ -133,7 +146,7 @@ def _dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "study": _study, "dataset": _dataset, "train": _train}
+COMMANDS = {"run": _run, "study": _study, "fl": _fl, "dataset": _dataset, "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:

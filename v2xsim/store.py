@@ -135,3 +135,13 @@ class ModelStore:
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.directory)!r})"
+
+
+def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    _atomic_torch_save(payload, Path(path))
+
+
+def load_saved(path: str | os.PathLike) -> dict[str, Any]:
+    """What :func:`atomic_save` wrote (on the CPU)."""
+    return _torch_load(Path(path))

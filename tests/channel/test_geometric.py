@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from v2xsim.channel.base import ChannelModel
-from v2xsim.channel.codebook import beam_angles
+from v2xsim.channel.codebook import beam_angles, ula_response
 from v2xsim.channel.geometric import GeometricChannel
 from v2xsim.metrics import rss_vector
 from v2xsim.geometry import Boxes, RoadLayout, on_ground, random_drop
@@ -105,3 +105,42 @@ def test_bad_arguments_name_the_parameter(kwargs, name):
 def test_nan_positions_are_rejected():
     with pytest.raises(ValueError, match="rx_positions"):
         GeometricChannel().channels(np.array([[np.nan, 0.0, 1.6]]))
+
+
+# ---------------------------------------------------------------- instants of one tick
+def test_one_instant_along_a_tick_is_the_snapshot_channel():
+    channel = GeometricChannel(seed=4)
+    drop = random_drop(np.random.default_rng(2), channel.layout, 6, num_pedestrians=2, num_parked_cars=1)
+    h = channel.channels(drop.positions, drop.obstacles, drop.ids)
+    along = channel.channels_along(drop.positions[None], drop.obstacles, drop.ids)
+    assert along.shape == (1,) + h.shape
+    np.testing.assert_allclose(along[0], h, rtol=1e-12, atol=1e-15 * np.abs(h).max())
+
+
+def test_instants_along_a_tick_follow_every_position_with_the_blockage_of_the_tick():
+    """Without boxes every instant is the snapshot channel of its positions; with a box that
+    blocks at the tick, the blockage holds for the later instants while phases move on."""
+    channel = GeometricChannel(seed=1)
+    rx = np.array([[3.0, 8.75, 1.6], [-6.0, 1.75, 1.6]])
+    track = rx[None] + np.array([0.0, 1e-3, 2e-3, 5e-3])[:, None, None] * np.array([69.4, 0.0, 0.0])
+    along = channel.channels_along(track, Boxes.empty(), np.arange(2))
+    for instant, positions in zip(along, track):
+        np.testing.assert_allclose(instant, channel.channels(positions), rtol=1e-10, atol=1e-18)
+    assert np.abs(along[3] - along[0]).max() > 0.1 * np.abs(along[0]).max()  # 35 cm: the phases moved
+    # a pedestrian on car 0's LoS at the tick: every instant keeps that path's loss
+    rsu = channel.layout.rsu_position
+    point = rsu + 0.95 * (rx[0] - rsu)
+    box = Boxes(point[None, :], np.array([[0.3, 0.3, 2 * point[2] + 0.5]]), [2])
+    blocked = channel.channels_along(track, box, np.arange(2), reference=rx)
+    held = channel.paths(rx, box).blockage_db
+    assert held[0, channel.paths(rx, box).names.index("los")] == 20.0 and not held[1].any()
+    for instant, positions in zip(blocked, track):
+        paths = channel.paths(positions, Boxes.empty())
+        gain = paths.gain * 10 ** (-held / 20)  # the blockage of the tick, held
+        expected = np.einsum("kp,kpn->kn", gain, ula_response(channel.num_antennas, paths.sin_aod))
+        np.testing.assert_allclose(instant, expected, rtol=1e-10, atol=1e-18)
+
+
+def test_only_vectorised_backends_are_sampled_between_ticks():
+    assert GeometricChannel.vectorised_tracks is True
+    assert ChannelModel.vectorised_tracks is False

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from v2xsim.fl import ClientUpdate, FitFailure
+from v2xsim.fl import ClientInfo, ClientUpdate, FitFailure
 from v2xsim.fl.aggregation import weighted_average
 from v2xsim.registry import FL_STRATEGY
 
@@ -13,7 +13,7 @@ def test_weighted_average_is_the_sample_weighted_mean():
     states = [{"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(2)}, {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(4)}]
     out = weighted_average(states, [1, 3])
     assert torch.allclose(out["w"], torch.tensor([2.5, 5.0]))
-    assert out["n"].dtype == torch.int64 and int(out["n"]) == 3
+    assert out["n"].dtype == torch.int64 and int(out["n"]) == 4  # 3.5, rounded
     arrays = weighted_average([{"a": np.array([0.0, 4.0])}, {"a": np.array([2.0, 0.0])}], [1.0, 1.0])
     np.testing.assert_allclose(arrays["a"], [1.0, 2.0])
 
@@ -35,7 +35,8 @@ def test_fedavg_strategy_weights_by_samples_or_not_and_keeps_the_model_without_r
                ClientUpdate(client=2, state={"w": torch.full((2,), 4.0)}, num_samples=3)]
     failures = [FitFailure(client=3, reason="left coverage")]
     weighted = FL_STRATEGY.create("fedavg")
-    assert weighted.configure_fit(1, [1, 2, 3], np.random.default_rng(0)) == [1, 2, 3]
+    clients = [ClientInfo(client=c, modalities=("gps",), num_samples=1) for c in (1, 2, 3)]
+    assert [i.client for i in weighted.configure_fit(1, clients, np.random.default_rng(0))] == [1, 2, 3]
     assert torch.allclose(weighted.aggregate_fit(1, results, failures, current)["w"], torch.full((2,), 3.25))
     plain = FL_STRATEGY.create("fedavg", {"weighted": False})
     assert torch.allclose(plain.aggregate_fit(1, results, failures, current)["w"], torch.full((2,), 2.5))

@@ -1,5 +1,8 @@
 """Fast geometric 60 GHz channel: LoS, ground and wall reflections, point scatterers,
-box blockage. Vectorised over vehicles and paths.
+box blockage. Vectorised over vehicles and paths, and with
+:meth:`GeometricChannel.channels_along` over the instants of one world tick (blockage
+decided at the tick, every other quantity at each instant), so the engine can follow the
+two-ray fading between ticks (:mod:`v2xsim.sim.resolution`) at little extra cost.
 
 Each path's complex gain is ``sqrt(G) * lambda / (4 pi L) * 10^(-(A + O L) / 20) *
 exp(-j 2 pi L / lambda)`` with ``L`` the unfolded path length [m], ``A`` the sum of the
@@ -68,6 +71,8 @@ class GeometricChannel(ChannelModel):
         antenna_gain_dbi: combined element gain of RSU element and vehicle antenna [dBi].
     """
 
+    #: one vectorised evaluation for all instants of a world tick (:meth:`channels_along`)
+    vectorised_tracks = True
     #: phase flip of the ground bounce at grazing incidence
     GROUND_REFLECTION_SIGN = -1.0
     #: height range of the point scatterers (signs, poles, facades) [m]
@@ -112,6 +117,9 @@ class GeometricChannel(ChannelModel):
         self._loss_by_code = np.array([losses[name] for name in OBSTACLE_KINDS])
         self.seed = int(seed)
         self.scatterers = self._place_scatterers(np.random.default_rng(self.seed), int(num_scatterers))
+        #: (obstacles, reference, rx_ids, blockage (K, P) [dB]) of the last
+        #: :meth:`channels_along`: later instants of the same tick reuse the blockage
+        self._blockage_memo: tuple | None = None
 
     def _place_scatterers(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """Scatterer positions (S, 3) [m] on both street sides, spread a bit beyond coverage."""
@@ -126,61 +134,83 @@ class GeometricChannel(ChannelModel):
         return np.stack([x, y, z], axis=1)
 
     # ------------------------------------------------------------------ paths
-    def paths(self, rx_positions: np.ndarray, obstacles: Boxes | None = None,
-              rx_ids: np.ndarray | None = None) -> Paths:
-        """All paths of a snapshot (see :class:`Paths`)."""
-        rx = np.asarray(rx_positions, dtype=float).reshape(-1, 3)
-        check.finite_array("rx_positions", rx)
-        num_rx = len(rx)
-        obstacles = obstacles if obstacles is not None else Boxes.empty()
-        rx_ids = np.arange(num_rx) if rx_ids is None else np.asarray(rx_ids, dtype=int).reshape(-1)
-        if len(rx_ids) != num_rx:
-            raise ValueError(f"rx_ids must have length K={num_rx}, got {len(rx_ids)}")
+    def _bounces(self, rx: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """Bounce points (..., P, 3) [m] of the paths to receivers ``rx`` (..., 3), the
+        paths' fixed losses (P,) [dB] and their names. Every path is two legs
+        tx -> bounce -> rx; the LoS "bounces" at its own midpoint."""
         tx = self.layout.rsu_position
-
-        # Every path is two legs tx -> bounce -> rx; the LoS "bounces" at its own midpoint.
-        bounce_points: list[np.ndarray] = [0.5 * (tx + rx)]  # each (K, 3)
+        bounce_points: list[np.ndarray] = [0.5 * (tx + rx)]  # each (..., 3)
         fixed_loss: list[float] = [0.0]
         names: list[str] = ["los"]
         if self.ground_reflection:
             image = rx * np.array([1.0, 1.0, -1.0])
-            frac = tx[2] / (tx[2] - image[:, 2])
-            bounce_points.append(tx + frac[:, None] * (image - tx))
+            frac = tx[2] / (tx[2] - image[..., 2])
+            bounce_points.append(tx + frac[..., None] * (image - tx))
             fixed_loss.append(self.ground_loss_db)
             names.append("ground")
         walls = self.layout.wall_y
         if walls is not None:
             for index, wall in enumerate(walls):
                 image = rx.copy()
-                image[:, 1] = 2.0 * wall - rx[:, 1]
-                frac = (wall - tx[1]) / (image[:, 1] - tx[1])
-                bounce_points.append(tx + frac[:, None] * (image - tx))
+                image[..., 1] = 2.0 * wall - rx[..., 1]
+                frac = (wall - tx[1]) / (image[..., 1] - tx[1])
+                bounce_points.append(tx + frac[..., None] * (image - tx))
                 fixed_loss.append(self.wall_loss_db)
                 names.append(f"wall{index}")
         for index, point in enumerate(self.scatterers):
             bounce_points.append(np.broadcast_to(point, rx.shape))
             fixed_loss.append(self.scatter_loss_db)
             names.append(f"scatter{index}")
+        return np.stack(bounce_points, axis=-2), np.asarray(fixed_loss), tuple(names)
 
-        bounce = np.stack(bounce_points, axis=1)  # (K, P, 3)
+    def _blockage_db(self, rx: np.ndarray, bounce: np.ndarray, obstacles: Boxes, rx_ids: np.ndarray) -> np.ndarray:
+        """Total penetration loss (K, P) [dB] of the paths to receivers ``rx`` (K, 3)."""
+        if not len(obstacles):
+            return np.zeros(bounce.shape[:-1])
+        tx = self.layout.rsu_position
+        rx_k = np.broadcast_to(rx[:, None, :], bounce.shape)
+        crossed = segment_hits(np.broadcast_to(tx, bounce.shape), bounce, obstacles)
+        crossed |= segment_hits(bounce, rx_k, obstacles)  # (K, P, B)
+        crossed &= (obstacles.owner[None, :] != rx_ids[:, None])[:, None, :]
+        return crossed @ self._loss_by_code[obstacles.kind]
+
+    def _gains(self, rx: np.ndarray, bounce: np.ndarray, fixed_loss: np.ndarray, blockage: np.ndarray,
+               names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Complex gains, sine of the departure angle and unfolded lengths, each (..., P),
+        of the paths to ``rx`` (..., 3) via ``bounce`` (..., P, 3) with the given losses."""
+        tx = self.layout.rsu_position
         first = bounce - tx
-        first_length = np.linalg.norm(first, axis=-1)
-        length = first_length + np.linalg.norm(rx[:, None, :] - bounce, axis=-1)
+        second = rx[..., None, :] - bounce
+        # Euclidean norms, as np.linalg.norm computes them (bit for bit), without its overhead
+        first_length = np.sqrt(np.add.reduce(first * first, axis=-1))
+        length = first_length + np.sqrt(np.add.reduce(second * second, axis=-1))
         sin_aod = first[..., 0] / np.maximum(first_length, 1e-9)
-        blockage = np.zeros(length.shape)
-        if len(obstacles):
-            rx_k = np.broadcast_to(rx[:, None, :], bounce.shape)
-            crossed = segment_hits(np.broadcast_to(tx, bounce.shape), bounce, obstacles)
-            crossed |= segment_hits(bounce, rx_k, obstacles)  # (K, P, B)
-            crossed &= (obstacles.owner[None, :] != rx_ids[:, None])[:, None, :]
-            blockage = crossed @ self._loss_by_code[obstacles.kind]
-        fixed = np.asarray(fixed_loss)[None, :]
-        loss_db = fixed + blockage + self.oxygen_db_per_m * length - self.antenna_gain_dbi
+        loss_db = fixed_loss + blockage + self.oxygen_db_per_m * length - self.antenna_gain_dbi
         amplitude = self.wavelength / (4.0 * math.pi * np.maximum(length, 1e-3)) * 10.0 ** (-loss_db / 20.0)
         # the ground bounce flips the phase (grazing incidence)
-        sign = np.array([self.GROUND_REFLECTION_SIGN if name == "ground" else 1.0 for name in names])
+        sign = np.where(np.array(names) == "ground", self.GROUND_REFLECTION_SIGN, 1.0)
         gain = sign * amplitude * np.exp(-2j * math.pi * length / self.wavelength)
-        return Paths(gain, sin_aod, length, blockage, tuple(names))
+        return gain, sin_aod, length
+
+    @staticmethod
+    def _receivers(rx_positions: np.ndarray, obstacles: Boxes | None, rx_ids: np.ndarray | None,
+                   num_rx: int) -> tuple[Boxes, np.ndarray]:
+        obstacles = obstacles if obstacles is not None else Boxes.empty()
+        rx_ids = np.arange(num_rx) if rx_ids is None else np.asarray(rx_ids, dtype=int).reshape(-1)
+        if len(rx_ids) != num_rx:
+            raise ValueError(f"rx_ids must have length K={num_rx}, got {len(rx_ids)}")
+        return obstacles, rx_ids
+
+    def paths(self, rx_positions: np.ndarray, obstacles: Boxes | None = None,
+              rx_ids: np.ndarray | None = None) -> Paths:
+        """All paths of a snapshot (see :class:`Paths`)."""
+        rx = np.asarray(rx_positions, dtype=float).reshape(-1, 3)
+        check.finite_array("rx_positions", rx)
+        obstacles, rx_ids = self._receivers(rx, obstacles, rx_ids, len(rx))
+        bounce, fixed_loss, names = self._bounces(rx)  # (K, P, 3)
+        blockage = self._blockage_db(rx, bounce, obstacles, rx_ids)
+        gain, sin_aod, length = self._gains(rx, bounce, fixed_loss, blockage, names)
+        return Paths(gain, sin_aod, length, blockage, names)
 
     # --------------------------------------------------------------- channels
     def channels(self, rx_positions: np.ndarray, obstacles: Boxes | None = None,
@@ -189,3 +219,52 @@ class GeometricChannel(ChannelModel):
         paths = self.paths(rx_positions, obstacles, rx_ids)
         response = ula_response(self.num_antennas, paths.sin_aod)  # (K, P, Nt)
         return np.einsum("kp,kpn->kn", paths.gain, response)
+
+    def channels_along(self, rx_positions: np.ndarray, obstacles: Boxes | None = None,
+                       rx_ids: np.ndarray | None = None, *, reference: np.ndarray | None = None) -> np.ndarray:
+        """Channels (T, K, Nt) of K receivers at T instants of one world tick, in one
+        vectorised evaluation (see :meth:`ChannelModel.channels_along`).
+
+        Which boxes block which path is decided at ``reference`` (default
+        ``rx_positions[0]``) and held for every instant (between two ticks a vehicle moves a
+        few centimetres, a body is metres long); lengths, phases, angles and spreading follow
+        every position, so ``channels_along(p[None])[0]`` equals ``channels(p)`` up to
+        rounding. The blockage of the last ``(reference, obstacles, rx_ids)`` is kept, so
+        further instants of the same tick cost no new box tests.
+        """
+        rx = np.asarray(rx_positions, dtype=float)
+        if rx.ndim != 3 or rx.shape[-1] != 3:
+            raise ValueError(f"rx_positions must have shape (T, K, 3), got {rx.shape}")
+        check.finite_array("rx_positions", rx)
+        if len(rx) == 0:
+            return np.zeros((0, rx.shape[1], self.num_antennas), dtype=complex)
+        reference = rx[0] if reference is None else np.asarray(reference, dtype=float)
+        if reference.shape != rx.shape[1:]:
+            raise ValueError(f"reference must have shape {rx.shape[1:]}, got {reference.shape}")
+        obstacles, rx_ids = self._receivers(reference, obstacles, rx_ids, rx.shape[1])
+        memo = self._blockage_memo
+        if (memo is not None and memo[0] is obstacles and np.array_equal(memo[1], reference)
+                and np.array_equal(memo[2], rx_ids)):
+            blockage = memo[3]
+            bounce, fixed_loss, names = self._bounces(rx)  # (T, K, P, 3)
+        else:  # the reference's paths ride along as instant -1
+            bounce, fixed_loss, names = self._bounces(np.concatenate([rx, reference[None]]))
+            blockage = self._blockage_db(reference, bounce[-1], obstacles, rx_ids)
+            self._blockage_memo = (obstacles, reference.copy(), rx_ids.copy(), blockage)
+            bounce = bounce[:-1]
+        gain, sin_aod, _ = self._gains(rx, bounce, fixed_loss, blockage, names)  # (T, K, P)
+        return self._superpose(gain, sin_aod)
+
+    def _superpose(self, gain: np.ndarray, sin_aod: np.ndarray) -> np.ndarray:
+        """``h[..., n] = sum_p gain[..., p] exp(j pi n sin_aod[..., p])`` (..., Nt): the
+        paths seen by the half-wavelength ULA (:func:`ula_response`), its element phases
+        built by successive steps ``z^n = z^(n-1) z``, equal up to rounding and several times
+        faster on the many instants of a tick."""
+        step = np.exp(1j * math.pi * sin_aod)
+        term = gain.astype(complex, copy=True)
+        h = np.empty(gain.shape[:-1] + (self.num_antennas,), dtype=complex)
+        for element in range(self.num_antennas):
+            h[..., element] = term.sum(axis=-1)
+            if element + 1 < self.num_antennas:
+                term *= step
+        return h

@@ -406,6 +406,19 @@ def trial_split(data: dict[int, dict[str, np.ndarray]], *, test_fraction: float 
     return np.setdiff1d(trials, test_trials), test_trials
 
 
+def snapshot_rows(data: dict[int, dict[str, np.ndarray]], trials: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Sample indices of ``trials`` per episode, and the (S, K) rows of the resulting
+    :class:`~v2xsim.training.vehicle.SensorSet` that form each simultaneous snapshot
+    (every episode holds the same snapshots in the same order)."""
+    episodes = sorted(data)
+    indices = {e: np.flatnonzero(np.isin(data[e]["trial"], trials)) for e in episodes}
+    count = len(indices[episodes[0]])
+    if any(len(i) != count for i in indices.values()):
+        raise ValueError("episodes do not hold the same snapshots; sum rates need simultaneous samples")
+    rows = np.arange(len(episodes))[None, :] * count + np.arange(count)[:, None]
+    return indices, rows
+
+
 def dataset_dir(config: FlashLikeConfig, cache: Path) -> Path:
     """Cache folder of the data set of ``config`` (named by a hash of the configuration)."""
     return Path(cache) / f"flashlike-{config_hash({'format': DATA_FORMAT, 'config': _plain(config)})}"

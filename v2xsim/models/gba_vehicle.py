@@ -137,6 +137,12 @@ class LidarBranch(nn.Module):
     def forward(self, lidar: torch.Tensor) -> torch.Tensor:
         grid = lidar.float()  # (B, X, Y, Z)
         onehot = (grid[:, None] == self.codes.view(1, 3, 1, 1, 1)).float()  # (B, 3, X, Y, Z)
+        return self.forward_onehot(onehot)
+
+    def forward_onehot(self, onehot: torch.Tensor) -> torch.Tensor:
+        """Features (B, features) from the cell-code maps (B, 3, X, Y, Z): channel c is 1
+        where the cell holds ``codes[c]`` (obstacle, RSU, ego), all zero for an empty cell.
+        Differentiable in ``onehot`` (soft or straight-through maps may be fed)."""
         x = onehot.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, 3 Z, X, Y)
         return self.head(self.conv(x).flatten(1))
 

@@ -3,6 +3,14 @@
 The composition root (:mod:`v2xsim.build`) builds the road, link budget, timing, channel,
 mobility, blockers, traffic and schemes; this module wires them into one event loop:
 a world tick process (mobility), the traffic source, and one alignment process per scheme.
+
+Time resolution: the world process steps by ``simulation.tick_ms`` (mobility, arrivals,
+departures, blockage). Between ticks every snapshot (an alignment, each slot of a sweep)
+is taken at its own instant, and the data phase follows the channel at sub-steps short
+enough that the two-ray phase of the fastest vehicle moves by at most
+``simulation.max_phase_step_deg`` (:mod:`v2xsim.sim.resolution`, :mod:`v2xsim.sim.world`).
+Backends that cannot evaluate many instants at once (``vectorised_tracks`` false, e.g. ray
+tracing) are evaluated once per tick, as before.
 """
 
 from __future__ import annotations
@@ -15,11 +23,16 @@ import simpy
 
 from v2xsim import build
 from v2xsim.config import Scenario
+from v2xsim.sim.resolution import TimeResolution
 from v2xsim.sim.rsu import Cycle, SchemeRunner
 from v2xsim.sim.world import World
 from v2xsim.store import ModelStore
 from v2xsim.timing import beam_coherence_time
 from v2xsim.units import kmh_to_mps
+
+
+#: the world steps this long after the instant a vehicle's rear reaches the exit [s]
+DEPARTURE_MARGIN_S = 1e-9
 
 
 class CountingEnvironment(simpy.Environment):
@@ -114,10 +127,17 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
                                      seed=int(streams[build.STREAM_CHANNEL].integers(2**31)))
     mobility = build.mobility_model(scenario.mobility)
 
+    tick = scenario.simulation.tick_ms * 1e-3
+    fine = channel.vectorised_tracks
+    resolution = TimeResolution(
+        tick_s=tick, carrier_hz=channel.carrier_hz, rsu_height_m=layout.rsu_height_m,
+        antenna_height_m=layout.antenna_height_m,
+        max_phase_step_deg=scenario.simulation.max_phase_step_deg if fine else None)
+
     env = CountingEnvironment()
     world = World(layout=layout, mobility=mobility, channel=channel, radio=radio,
                   static_blockers=build.blockers(scenario.blockers, layout, streams[build.STREAM_BLOCKERS]),
-                  rng=streams[build.STREAM_MOBILITY])
+                  rng=streams[build.STREAM_MOBILITY], resolution=resolution, clock=lambda: env.now)
     traffic = build.traffic_source(scenario.traffic, layout, num_vehicles=num_vehicles, speed_kmh=speed_kmh)
     traffic.populate(world, streams[build.STREAM_TRAFFIC])
     env.process(traffic.run(env, world, streams[build.STREAM_TRAFFIC]))
@@ -131,15 +151,24 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
                                     compute_s=build.compute_time_s(scenario, spec.display),
                                     rng=np.random.default_rng(int(scheme_seed))))
 
-    tick = scenario.simulation.tick_ms * 1e-3
-
     def world_tick():
-        """Mobility tick: move the traffic, then let every scheme integrate and re-rate."""
+        """Mobility tick: move the traffic, then let every scheme integrate and re-rate
+        (on the new tick's samples). When the world follows the vehicles between ticks,
+        it also steps at the instant a vehicle leaves (see :meth:`World.next_departure_s`)."""
+        ticks = 0
         while True:
-            yield env.timeout(tick)
+            step, at_tick = tick, True
+            if resolution.follows_between_ticks:
+                # DEPARTURE_MARGIN_S past the predicted instant, so the rear is past the exit
+                # beyond rounding
+                departure = world.time + world.next_departure_s() + DEPARTURE_MARGIN_S
+                at_tick = (ticks + 1) * tick <= departure
+                step = (ticks + 1) * tick - world.time if at_tick else departure - world.time
+            yield env.timeout(step)
             for runner in runners:
                 runner.accrue()
-            world.advance(tick)
+            world.advance(step)
+            ticks += at_tick
             for runner in runners:
                 runner.world_changed()
 

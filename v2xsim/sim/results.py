@@ -16,6 +16,7 @@ import numpy as np
 
 from v2xsim import __version__
 from v2xsim.config import Scenario
+from v2xsim.provenance import provenance
 from v2xsim.sim.engine import RunOutput
 from v2xsim.stats import CONFIDENCE, mean_ci, paired_difference
 
@@ -94,37 +95,6 @@ def paired_comparisons(rows: Sequence[dict[str, Any]], compare: str | None,
                     "seeds": stat.n, "mean_difference": stat.mean, "std_error": stat.std_error,
                     "ci95_low": stat.ci_low, "ci95_high": stat.ci_high})
     return out
-
-
-def provenance(models: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What produced a result: package versions, the git commit of a checkout, models."""
-    import importlib.metadata as metadata
-
-    versions = {}
-    for package in ("torch", "simpy", "numpy", "scipy", "sionna-rt"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"v2xsim": __version__, "git": _git_state(), "python": platform.python_version(),
-            "packages": versions, "models": models or {}}
-
-
-def _git_state() -> dict[str, Any] | None:
-    """Commit (and whether the tree has uncommitted changes) when v2xsim runs from a checkout."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "uncommitted_changes": dirty}
 
 
 def write_outputs(scenario: Scenario, outputs: Sequence[RunOutput], out_dir: Path, *,

@@ -13,9 +13,14 @@ One alignment cycle (a SimPy process, :meth:`SchemeRunner.run`):
    beams whose alignment took longer than the coherence period are already stale and
    deliver nothing.
 
-Rates are piecewise constant between world ticks and are integrated exactly. Besides
-the per-cycle records, the runner keeps whole-window totals (delivered bits, serving time,
-aligning time) that include time with an empty road and the last, unfinished cycle.
+Every snapshot the runner takes is the world at that instant (:meth:`World.snapshot` at
+``env.now``): each slot of a sweep measures its beam on the channel of its own time, an
+alignment decides on the channel of its instant. With channel aging, the rate of the
+serving beams is evaluated at every sample of the tick in one batch
+(:meth:`SchemeRunner._rates_along`); it is piecewise constant over the sub-steps of the
+tick and integrated exactly. Besides the per-cycle records, the runner keeps
+whole-window totals (delivered bits, serving time, aligning time) that include time with
+an empty road and the last, unfinished cycle.
 """
 
 from __future__ import annotations
@@ -27,11 +32,17 @@ import numpy as np
 import simpy
 
 from v2xsim.geometry import Snapshot
-from v2xsim.metrics import gain_matrix, rates_from_gains, rss_vector
+from v2xsim.metrics import gain_matrix, rates_from_gains, rss_vector, shannon_rate
 from v2xsim.schemes.base import Allocation, Observation, Scheme, VehicleInputs
 from v2xsim.sensing import sense
-from v2xsim.sim.world import World
+from v2xsim.sim.world import Samples, World
 from v2xsim.timing import RealignmentPolicy, TimingModel
+
+
+def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each of ``wanted`` in ``ids`` (all must be present)."""
+    order = np.argsort(ids)
+    return order[np.searchsorted(ids, wanted, sorter=order)]
 
 
 @dataclass
@@ -65,7 +76,7 @@ class SchemeRunner:
         label: name in results.
         timing: alignment step durations.
         policy: realignment policy.
-        aging: re-evaluate the channel on every world change (else hold the rate of the
+        aging: follow the channel at every sample of the world (else hold the rate of the
             channel measured at the alignment: "frozen channel").
         compute_s: configured RSU computation time [s], or None to use the measured wall
             time of the scheme's call (not reproducible bit for bit).
@@ -88,7 +99,10 @@ class SchemeRunner:
         self.cycles: list[Cycle] = []
         self._cycle: Cycle | None = None
         self._serving: tuple[np.ndarray, np.ndarray] | None = None  # ids (A,), precoders (Nt, A)
-        self._rate = 0.0
+        #: sum rate of the serving beams [bit/s/Hz] in each sub-step of ``_samples`` (one
+        #: value held throughout when ``_samples`` is None: frozen channel)
+        self._rates = np.zeros(1)
+        self._samples: Samples | None = None
         self._last = 0.0
         #: whole-window totals: integral of the sum rate [bit/s/Hz x s], time with beams
         #: serving [s], time spent aligning [s]
@@ -103,9 +117,13 @@ class SchemeRunner:
         """Add the bits delivered since the last call at the current rate."""
         now = self.env.now
         if self._serving is not None and self._cycle is not None:
-            self._cycle.bits += self._rate * (now - self._last)
+            if self._samples is None:
+                bits = float(self._rates[0]) * (now - self._last)
+            else:
+                bits = self._samples.integral(self._rates, self._last, now)
+            self._cycle.bits += bits
             self._cycle.data_time_s += now - self._last
-            self.delivered += self._rate * (now - self._last)
+            self.delivered += bits
             self.serving_s += now - self._last
         self._last = now
 
@@ -122,10 +140,16 @@ class SchemeRunner:
             self._cycle = None
 
     def world_changed(self) -> None:
-        """Called by the world tick after vehicles moved: integrate, then re-rate."""
+        """Called by the world tick after vehicles moved: integrate, then re-rate on the
+        new tick's samples."""
         self.accrue()
         if self._serving is not None and self.aging:
-            self._rate = self._rate_of(self._serving, self.world.snapshot())
+            self._follow_channel()
+
+    def _follow_channel(self) -> None:
+        """Rates of the serving beams at every sample of the world's current tick."""
+        self._samples = self.world.samples()
+        self._rates = self._rates_along(self._serving, self._samples)
 
     def _rate_of(self, serving: tuple[np.ndarray, np.ndarray], snap: Snapshot) -> float:
         """Sum rate [bit/s/Hz] of beams ``serving = (ids (A,), precoders (Nt, A))`` for the
@@ -139,6 +163,22 @@ class SchemeRunner:
         rows = snap.rows_of(ids[present])
         gains = gain_matrix(snap.channels[rows], t)  # (P, A)
         return float(rates_from_gains(gains, self.world.radio.noise_power, columns=np.flatnonzero(present)).sum())
+
+    def _rates_along(self, serving: tuple[np.ndarray, np.ndarray], samples: Samples) -> np.ndarray:
+        """Sum rate [bit/s/Hz] of ``serving`` at each of the world's samples, (n,): sample
+        by sample what :meth:`_rate_of` gives on that sample's snapshot, in one batch."""
+        ids, t = serving
+        if t.shape[1] == 0 or len(samples.ids) == 0:
+            return np.zeros(len(samples))
+        present = np.isin(ids, samples.ids)
+        if not present.any():
+            return np.zeros(len(samples))
+        rows = _rows_of(samples.ids, ids[present])
+        gains = np.abs(samples.channels[:, rows].conj() @ t) ** 2  # (n, P, A), as metrics.gain_matrix
+        users = np.arange(len(rows))
+        signal = gains[:, users, np.flatnonzero(present)]
+        interference = gains.sum(axis=-1) - signal  # every beam interferes, as metrics.rates_from_gains
+        return shannon_rate(signal, interference, self.world.radio.noise_power).sum(axis=-1)
 
     # ------------------------------------------------------------- process
     def _vehicle_inputs(self, snap: Snapshot, keep: np.ndarray, sensors: dict[str, np.ndarray] | None
@@ -177,6 +217,11 @@ class SchemeRunner:
         channel of that moment, so motion during the sweep is part of the measurement."""
         radio = self.world.radio
         slot = self.timing.beam_slot_s
+        if slot > 0:
+            instants = [self.env.now]
+            for _ in range(radio.num_beams - 1):
+                instants.append(instants[-1] + slot)  # as SimPy adds the timeouts below
+            self.world.expect(instants)
         for beam in range(radio.num_beams):
             self._measure_beam(members, beam, rss)
             if slot > 0:
@@ -184,10 +229,10 @@ class SchemeRunner:
 
     def _measure_beam(self, members: np.ndarray, beam: int, rss: np.ndarray) -> None:
         """Fill ``rss[:, beam]`` for the members still on the road, channel of now."""
-        snap = self.world.snapshot()
-        present = np.isin(members, snap.ids)
+        ids, channels = self.world.channels_at(self.env.now)
+        present = np.isin(members, ids)
         if present.any():
-            h = snap.channels[snap.rows_of(members[present])]
+            h = channels[_rows_of(ids, members[present])]
             radio = self.world.radio
             rss[present, beam] = radio.p_max * np.abs(h.conj() @ radio.codebook[:, beam]) ** 2
 
@@ -199,7 +244,7 @@ class SchemeRunner:
     def run(self):
         env, world, radio = self.env, self.world, self.world.radio
         while True:
-            snap = world.snapshot()
+            snap = world.snapshot(env.now)
             if len(snap.ids) == 0:
                 # empty road: sleep until a vehicle enters
                 arrival = env.event()
@@ -222,7 +267,7 @@ class SchemeRunner:
                 if self.scheme.uses_sensors:
                     sensors = self._sense(snap)
                 yield env.timeout(self.timing.sensing_s)
-            measured = world.snapshot()
+            measured = world.snapshot(env.now)
             still_here = np.isin(members, measured.ids)
             ids = members[still_here]
             keep = measured.rows_of(ids)
@@ -257,10 +302,13 @@ class SchemeRunner:
             self._cycle = cycle
             if delay < period:
                 self._serving = serving
-                self._rate = self._rate_of(serving, world.snapshot()) if self.aging else apply_rate
+                if self.aging:
+                    self._follow_channel()
+                else:
+                    self._samples, self._rates = None, np.array([apply_rate])
                 self._last = env.now
                 yield env.timeout(start + period - env.now)
                 self.accrue()
-            self._serving, self._rate = None, 0.0
+            self._serving, self._samples, self._rates = None, None, np.zeros(1)
             self.cycles.append(cycle)
             self._cycle = None

@@ -1,8 +1,33 @@
 """The live road of one run: vehicles (through the mobility model), static blockers,
-the link budget and a cache of the channel, recomputed once per world change."""
+the link budget, and the channel between world ticks.
+
+Time resolution. The world process moves the traffic once per tick (:meth:`World.advance`)
+and blockage is decided at that resolution. Between two changes of the world the vehicles
+drive on at their speeds, ``x(t) = x + v (t - t_tick)`` (exact for constant velocity; the
+mobility model's own update takes over at the next tick), and, for a backend with
+``vectorised_tracks``:
+
+* a vehicle leaves at the instant its rear passes the exit (the world process also steps
+  there, :meth:`World.next_departure_s`), and one that enters between ticks is placed
+  where it is at that instant (its state back-dated to the tick), so the traffic does not
+  depend on the tick;
+* a snapshot taken at time ``t`` (an alignment, one slot of a sweep) has the vehicles,
+  their boxes and their channels at ``t`` itself (:meth:`World.snapshot`);
+* the data phase sees the channel at ``n`` equal sub-steps of the tick, each sampled at
+  its midpoint and held for the sub-step (:class:`Samples`), ``n`` from
+  :class:`~v2xsim.sim.resolution.TimeResolution` and the fastest vehicle;
+
+in both cases with the paths' blockage of the tick
+(:meth:`~v2xsim.channel.base.ChannelModel.channels_along`). The samples of a tick come
+from one vectorised evaluation, computed when first needed and kept until the world
+changes. Any other backend is evaluated once per change of the world, at the tick, and
+that channel holds until the next one.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -11,26 +36,89 @@ from v2xsim.channel.base import ChannelModel
 from v2xsim.geometry import DEFAULT_SIZES, KIND_CODE, OBSTACLE_KINDS, Boxes, RoadLayout, Snapshot
 from v2xsim.mobility.base import MobilityModel
 from v2xsim.radio import Radio
+from v2xsim.sim.resolution import TimeResolution
 
 _SIZE_BY_CODE = np.array([DEFAULT_SIZES[name] for name in OBSTACLE_KINDS])
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The channel of the cars between two changes of the world.
+
+    Sample ``i`` holds for the sub-step ``[start_s + i step_s, start_s + (i + 1) step_s)``;
+    the first sub-step also covers any earlier time and the last any later one.
+
+    Attributes:
+        start_s: time of the world state (the last tick) [s].
+        step_s: sub-step [s].
+        times: (n,) instants at which the samples were taken [s].
+        ids: (K,) car ids.
+        channels: (n, K, Nt) channels of the cars at ``times``.
+    """
+
+    start_s: float
+    step_s: float
+    times: np.ndarray
+    ids: np.ndarray
+    channels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.channels)
+
+    def _index(self, time_s: float) -> int:
+        """The sub-step holding ``time_s``."""
+        return min(max(math.floor((time_s - self.start_s) / self.step_s), 0), len(self) - 1)
+
+    def overlaps(self, start_s: float, end_s: float) -> np.ndarray:
+        """Seconds of ``[start_s, end_s]`` within each sub-step, (n,)."""
+        if len(self) == 1:
+            return np.array([end_s - start_s])
+        lower = self.start_s + np.arange(len(self)) * self.step_s
+        upper = lower + self.step_s
+        lower[0], upper[-1] = -np.inf, np.inf
+        return np.maximum(np.minimum(end_s, upper) - np.maximum(start_s, lower), 0.0)
+
+    def integral(self, values: np.ndarray, start_s: float, end_s: float) -> float:
+        """Integral over ``[start_s, end_s]`` of ``values`` (n,) held over the sub-steps,
+        i.e. ``values @ overlaps(start_s, end_s)``, without building the overlaps."""
+        first, last = (0, 0) if len(self) == 1 else (self._index(start_s), self._index(end_s))
+        if first == last:
+            return float(values[first]) * (end_s - start_s)
+        head = float(values[first]) * (self.start_s + (first + 1) * self.step_s - start_s)
+        tail = float(values[last]) * (end_s - (self.start_s + last * self.step_s))
+        return head + float(values[first + 1:last].sum()) * self.step_s + tail
 
 
 class World:
     """Vehicles, blockers and the channel, shared by every scheme of a run.
 
     Trucks drive in the traffic as blockers only; the RSU serves the cars.
+
+    Args:
+        resolution: how the world follows the vehicles between ticks (default: it does
+            not; one channel per change of the world).
+        clock: the simulation's current time [s] (default: the time of the state).
     """
 
     def __init__(self, *, layout: RoadLayout, mobility: MobilityModel, channel: ChannelModel,
-                 radio: Radio, static_blockers: Boxes, rng: np.random.Generator) -> None:
+                 radio: Radio, static_blockers: Boxes, rng: np.random.Generator,
+                 resolution: TimeResolution | None = None, clock: Callable[[], float] | None = None) -> None:
         self.layout = layout
         self.mobility = mobility
         self.channel = channel
         self.radio = radio
         self.static_blockers = static_blockers
+        self.resolution = resolution or TimeResolution(tick_s=1e-3)
+        self.clock = clock
         self.kind: dict[int, str] = {}
         self.version = 0
-        self._snapshot: Snapshot | None = None
+        #: time of the vehicles' state [s] (advanced by :meth:`advance`)
+        self.time = 0.0
+        self._state: tuple | None = None  # the cars at the tick, see _cars_now
+        self._samples: Samples | None = None
+        self._snapshots: dict[float | None, Snapshot] = {}
+        self._exact: dict[float | None, np.ndarray] = {}  # channels (K, Nt) per instant of this tick
+        self._expected: list[float] = []  # announced instants (see expect)
         self._next_id = 0
         self.departure_listeners: list[Callable[[int, str, int], None]] = []
         self.arrival_events: list = []  # SimPy events to trigger at the next arrival
@@ -39,11 +127,12 @@ class World:
     # ------------------------------------------------------------ population
     def add_vehicle(self, *, x: float, lane: int, speed: float, desired_speed: float | None = None,
                     kind: str = "car") -> int:
-        """Put a car or truck on the road; returns its id."""
+        """Put a car or truck on the road at ``x`` [m] now; returns its id."""
         vehicle_id = self._next_id
         self._next_id += 1
-        self.mobility.add(vehicle_id=vehicle_id, x=x, lane=lane, speed=speed, desired_speed=desired_speed,
-                          length=DEFAULT_SIZES[kind][0])
+        # the state is that of the last tick: a vehicle entering later starts that far back
+        self.mobility.add(vehicle_id=vehicle_id, x=x - speed * self._since_tick(), lane=lane, speed=speed,
+                          desired_speed=desired_speed, length=DEFAULT_SIZES[kind][0])
         self.kind[vehicle_id] = kind
         self._changed()
         waiting, self.arrival_events = self.arrival_events, []
@@ -58,6 +147,7 @@ class World:
         """
         ids_before, lanes_before = self.mobility.ids, self.mobility.lane
         left = self.mobility.advance(dt)
+        self.time += dt
         self._changed()
         for vehicle_id in left:
             lane = int(lanes_before[np.flatnonzero(ids_before == vehicle_id)[0]])
@@ -66,37 +156,142 @@ class World:
                 listener(int(vehicle_id), kind, lane)
         return left
 
+    def _since_tick(self) -> float:
+        """Time since the state [s], when the world follows the vehicles between ticks."""
+        if self.clock is None or not self.resolution.follows_between_ticks:
+            return 0.0
+        return self.clock() - self.time
+
+    def next_departure_s(self) -> float:
+        """Time [s] after the state at which the next vehicle's rear passes the exit at its
+        current speed (inf if none will; 0 for a vehicle already past it)."""
+        m = self.mobility
+        moving = m.speed > 0
+        if not moving.any():
+            return np.inf
+        gap = self.layout.x_range[1] - (m.x[moving] - m.length[moving] / 2)
+        return float(max(np.min(gap / m.speed[moving]), 0.0))
+
     def _changed(self) -> None:
         self.version += 1
-        self._snapshot = None
+        self._state = None
+        self._samples = None
+        self._snapshots = {}
+        self._exact = {}
 
     def lane_tail(self, lane: int) -> float:
-        """x of the rear bumper of the last vehicle in ``lane`` [m] (+inf if empty)."""
+        """x of the rear bumper of the last vehicle in ``lane`` now [m] (+inf if empty)."""
         m = self.mobility
         members = m.lane == lane
         if not members.any():
             return np.inf
-        return float(np.min(m.x[members] - m.length[members] / 2))
+        return float(np.min(m.x[members] + m.speed[members] * self._since_tick() - m.length[members] / 2))
 
     # -------------------------------------------------------------- sensing
-    def obstacles(self) -> Boxes:
-        """Bodies of all vehicles (owned by their ids) plus the static blockers."""
+    def obstacles(self, after_s: float = 0.0) -> Boxes:
+        """Bodies of all vehicles (owned by their ids), driven on for ``after_s`` [s] past
+        the state, plus the static blockers."""
         m = self.mobility
         codes = np.array([KIND_CODE[self.kind[int(i)]] for i in m.ids], dtype=int)
         sizes = _SIZE_BY_CODE[codes].reshape(-1, 3)
-        centre = np.stack([m.x, self.layout.lane_centres[m.lane], sizes[:, 2] / 2.0], axis=1)
+        x = m.x + m.speed * after_s if after_s else m.x
+        centre = np.stack([x, self.layout.lane_centres[m.lane], sizes[:, 2] / 2.0], axis=1)
         return Boxes.concat(Boxes(centre, sizes, codes, m.ids.copy()), self.static_blockers)
 
-    def snapshot(self) -> Snapshot:
-        """Users, positions, speeds and channels now (computed once per world change)."""
-        if self._snapshot is None:
+    def _cars_now(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Boxes]:
+        """The cars at the tick: ids (K,), positions (K, 3), velocities (K, 3) and all
+        boxes (one object per change of the world)."""
+        if self._state is None:
             m = self.mobility
             is_car = np.array([self.kind[int(i)] == "car" for i in m.ids], dtype=bool)
-            obstacles = self.obstacles()
-            positions = m.positions[is_car]
-            ids = m.ids[is_car]
-            channels = self.channel.channels(positions, obstacles, ids) if len(ids) else np.zeros(
-                (0, self.radio.codebook.shape[0]), dtype=complex)
-            self._snapshot = Snapshot(ids=ids.copy(), positions=positions, obstacles=obstacles,
-                                      speeds=m.speed[is_car].copy(), channels=channels)
-        return self._snapshot
+            velocity = np.zeros((int(is_car.sum()), 3))
+            velocity[:, 0] = m.speed[is_car]
+            self._state = (m.ids[is_car].copy(), m.positions[is_car], velocity, self.obstacles())
+        return self._state
+
+    def _channels(self, positions: np.ndarray) -> np.ndarray:
+        """Channels (T, K, Nt) of the cars at ``positions`` (T, K, 3) within this tick."""
+        ids, tick_positions, _, obstacles = self._cars_now()
+        if not len(ids):
+            return np.zeros((len(positions), 0, self.radio.codebook.shape[0]), dtype=complex)
+        if not self.resolution.follows_between_ticks:
+            return self.channel.channels(tick_positions, obstacles, ids)[None]
+        return self.channel.channels_along(positions, obstacles, ids, reference=tick_positions)
+
+    def samples(self) -> Samples:
+        """The cars' channels at the sub-steps of the current tick (one vectorised
+        evaluation per change of the world, which also covers the announced instants of the
+        tick, see :meth:`expect`)."""
+        if self._samples is None:
+            m = self.mobility
+            count = self.resolution.substeps(float(m.speed.max()) if len(m.speed) else 0.0)
+            step = self.resolution.tick_s / count
+            follows = self.resolution.follows_between_ticks
+            after = (np.arange(count) + 0.5) * step if follows else np.zeros(1)
+            instants = self._announced(after=None) if follows else []
+            channels = self._evaluate(list(self.time + after) + instants)
+            for t, h in zip(instants, channels[count:]):
+                self._exact[t] = h
+            self._samples = Samples(start_s=self.time, step_s=step, times=self.time + after, ids=self._cars_now()[0],
+                                    channels=channels[:count])
+        return self._samples
+
+    def _evaluate(self, instants: list[float]) -> np.ndarray:
+        """Channels (T, K, Nt) of the cars at ``instants`` [s] of this tick, one call."""
+        _, positions, velocity, _ = self._cars_now()
+        after = np.array(instants) - self.time
+        return self._channels(positions[None] + after[:, None, None] * velocity[None])
+
+    def _announced(self, *, after: float | None) -> list[float]:
+        """Announced instants of this tick (up to one tick past the state) later than
+        ``after`` (None: any), not evaluated yet."""
+        if not self._expected:
+            return []
+        self._expected = [t for t in self._expected if t > self.time]
+        end = self.time + self.resolution.tick_s
+        return [t for t in self._expected if (after is None or t > after) and t <= end and t not in self._exact]
+
+    def _instant(self, at: float | None) -> float | None:
+        """``at`` as a cache key: None for the tick itself (also for every instant when the
+        world does not follow the vehicles between ticks)."""
+        if at is None or not self.resolution.follows_between_ticks or at == self.time:
+            return None
+        return at
+
+    def expect(self, instants) -> None:
+        """Announce instants [s] at which snapshots will be taken (e.g. the slots of a
+        sweep): those of one tick are evaluated together, in one call of the backend."""
+        self._expected.extend(float(at) for at in instants)
+        self._expected.sort()
+
+    def channels_at(self, at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Car ids (K,) and their channels (K, Nt) at time ``at`` [s] (default: the tick);
+        held at the tick for a backend without ``vectorised_tracks``."""
+        key = self._instant(at)
+        channels = self._exact.get(key)
+        if channels is None:
+            if key is None:
+                channels = self._evaluate([self.time])[0]
+            else:  # with the announced instants still to come in this tick
+                instants = [key] + self._announced(after=key)
+                evaluated = self._evaluate(instants)
+                for t, h in zip(instants, evaluated):
+                    self._exact[t] = h
+                channels = evaluated[0]
+            self._exact[key] = channels
+        return self._cars_now()[0], channels
+
+    def snapshot(self, at: float | None = None) -> Snapshot:
+        """Users, positions, speeds, obstacles and channels at time ``at`` [s] (default:
+        the tick itself); held at the tick for a backend without ``vectorised_tracks``."""
+        key = self._instant(at)
+        snap = self._snapshots.get(key)
+        if snap is None:
+            ids, positions, velocity, obstacles = self._cars_now()
+            if key is not None:
+                positions = positions + (key - self.time) * velocity
+                obstacles = self.obstacles(key - self.time)
+            snap = Snapshot(ids=ids, positions=positions, obstacles=obstacles, speeds=velocity[:, 0].copy(),
+                            channels=self.channels_at(key)[1])
+            self._snapshots[key] = snap
+        return snap

@@ -1,34 +1,26 @@
 """Studies: model ablations evaluated on drops of the world, and co-simulation sweeps.
 
 A study file names its kind in ``study``: "rsu_ablation" (Tables III-IV, Fig. 5 of the
-GBA paper), "vehicle_deployment" (GBA-Vehicle, Table V) or "realignment" (co-simulations
-of a scenario with fixed realignment periods).
+GBA paper), "vehicle_deployment" (GBA-Vehicle, Table V), "realignment" (co-simulations
+of a scenario with fixed realignment periods) or "fl_imbalance" (federated training of
+GBA-Vehicle under imbalance: Table II and Fig. 6).
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from v2xsim.errors import ConfigError
 
-STUDY_KINDS = ("rsu_ablation", "vehicle_deployment", "realignment")
+STUDY_KINDS = ("rsu_ablation", "vehicle_deployment", "realignment", "fl_imbalance")
 
 
 def read_study_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """The parsed TOML of a study file with ``--set`` overrides applied."""
-    from v2xsim.config import apply_overrides
+    from v2xsim.config import apply_overrides, read_toml
 
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read study ({error.strerror or error})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: cannot read study (not UTF-8 text)") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML ({error})") from None
+    data = read_toml(path, what="study")
     return apply_overrides(data, overrides or [])
 
 
@@ -63,4 +55,8 @@ def run_study_file(path: str | Path, overrides: list[str] | None, out_dir: Path,
 
         study, base = load_realignment_study(data, Path(path))
         return run_realignment_study(study, base, out_dir, quiet=quiet)
+    if kind == "fl_imbalance":
+        from v2xsim.studies.fl_imbalance import load_fl_study, run_fl_study
+
+        return run_fl_study(load_fl_study(data, Path(path)), out_dir, quiet=quiet)
     raise ConfigError(f"{path}: study: unknown kind {kind!r}; valid: {', '.join(STUDY_KINDS)}")

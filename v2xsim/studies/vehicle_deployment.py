@@ -76,41 +76,6 @@ def load_vehicle_study(data: dict[str, Any], path: Path) -> VehicleStudy:
     return study
 
 
-def snapshot_rows(data: dict[int, dict[str, np.ndarray]], trials: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Sample indices of ``trials`` per episode, and the (S, K) rows of the resulting
-    :class:`~v2xsim.training.vehicle.SensorSet` that form each simultaneous snapshot
-    (every episode holds the same snapshots in the same order)."""
-    episodes = sorted(data)
-    indices = {e: np.flatnonzero(np.isin(data[e]["trial"], trials)) for e in episodes}
-    count = len(indices[episodes[0]])
-    if any(len(i) != count for i in indices.values()):
-        raise ValueError("episodes do not hold the same snapshots; sum rates need simultaneous samples")
-    rows = np.arange(len(episodes))[None, :] * count + np.arange(count)[:, None]
-    return indices, rows
-
-
-def feedback_sum_rates(rsu_model, feedback: np.ndarray, channels: np.ndarray, *, p_max: float,
-                       noise_power: float, codebook: np.ndarray) -> np.ndarray:
-    """Sum rate [bit/s/Hz] per snapshot when GBA-RSU allocates from ``feedback``.
-
-    Args:
-        feedback: (S, K, W) 0/1 feedback the vehicles send.
-        channels: (S, K, Nt) true channels [sqrt(W)].
-    """
-    import torch
-
-    from v2xsim.metrics import sum_rate
-    from v2xsim.schemes.base import Allocation
-
-    with torch.inference_mode():
-        rows = rsu_model(torch.from_numpy(np.asarray(feedback, dtype=np.float32)), p_max).numpy()
-    rates = np.empty(len(rows))
-    for s, allocation_rows in enumerate(rows):
-        allocation = Allocation.from_rows(allocation_rows)
-        rates[s] = sum_rate(channels[s], allocation.precoders(codebook), noise_power)
-    return rates
-
-
 def oracle_sum_rates(channels: np.ndarray, *, p_max: float, noise_power: float, codebook: np.ndarray) -> np.ndarray:
     """Sum rate [bit/s/Hz] of the oracle scheme per snapshot."""
     from v2xsim.schemes.base import Observation
@@ -130,9 +95,10 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
     summary.json and a plot."""
     from v2xsim import build
     from v2xsim.config import RadioConfig, RoadConfig
-    from v2xsim.data.flash_like import FlashLikeConfig, dataset_dir, generate_flash_like, load_flash_like, trial_split
+    from v2xsim.data.flash_like import (FlashLikeConfig, dataset_dir, generate_flash_like, load_flash_like,
+                                         snapshot_rows, trial_split)
     from v2xsim.store import ModelStore
-    from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, train_rsu
+    from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, feedback_sum_rates, train_rsu
     from v2xsim.training.vehicle import SensorSet, VehicleTrainingConfig, evaluate_vehicle, train_vehicle
 
     road, radio_config = RoadConfig(**study.road), RadioConfig(**study.radio)

@@ -360,3 +360,25 @@ def rsu_sum_rates(model: torch.nn.Module, drops: DropSet, *, reorder: bool = Fal
             allocation = allocation * torch.sqrt(torch.clamp(drops.p_max / power.clamp_min(1e-30), max=1.0))
             rates.append(torch_sum_rate(allocation, a[sl], 1.0, mask[sl]))
     return torch.cat(rates).numpy().astype(float)
+
+
+def feedback_sum_rates(rsu_model: torch.nn.Module, feedback: np.ndarray, channels: np.ndarray, *, p_max: float,
+                       noise_power: float, codebook: np.ndarray) -> np.ndarray:
+    """Sum rate [bit/s/Hz] per snapshot when GBA-RSU allocates from ``feedback``.
+
+    Args:
+        feedback: (S, K, W) 0/1 feedback the vehicles send.
+        channels: (S, K, Nt) true channels [sqrt(W)].
+        codebook: (Nt, W) beams; the network's row k picks vehicle k's beam (its
+            non-zero entry) and power (its squared norm).
+    """
+    from v2xsim.metrics import precoders, sum_rate
+
+    with torch.inference_mode():
+        rows = rsu_model(torch.from_numpy(np.asarray(feedback, dtype=np.float32)), p_max).numpy().astype(float)
+    rates = np.empty(len(rows))
+    for s, allocation in enumerate(rows):
+        power = (allocation ** 2).sum(axis=1)
+        beams = np.where(power > 0, np.argmax(np.abs(allocation), axis=1), -1)
+        rates[s] = sum_rate(channels[s], precoders(codebook, beams, power), noise_power)
+    return rates

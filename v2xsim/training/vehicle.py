@@ -160,8 +160,8 @@ def _column(model: GBAVehicle, modality: str) -> int:
     return model.modalities.index(modality)
 
 
-def _train_mask(model: GBAVehicle, available: torch.Tensor, dropout: float,
-                generator: torch.Generator) -> torch.Tensor:
+def modality_dropout_mask(model: GBAVehicle, available: torch.Tensor, dropout: float,
+                          generator: torch.Generator) -> torch.Tensor:
     """Per-sample modality mask for one batch: what the sample has, minus random drops of
     RGB / LiDAR (never all modalities of a sample)."""
     mask = available.clone()
@@ -232,7 +232,7 @@ def train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], 
             rows = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
             if len(rows) < 2:  # BatchNorm needs two samples
                 continue
-            mask = _train_mask(model, available[rows], config.modality_dropout, generator)
+            mask = modality_dropout_mask(model, available[rows], config.modality_dropout, generator)
             logits = model(data.inputs(rows, model.modalities), available=mask)
             loss = loss_fn(logits, feedback[rows])
             optimizer.zero_grad(set_to_none=True)
