@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,10 +124,21 @@ def scenario_channel(channel: ChannelConfig, *, layout: RoadLayout, radio: Radio
     return channel_backend(channel.backend, dict(channel.options), layout=layout, radio=radio, seed=seed)
 
 
-def mobility_model(mobility: MobilityConfig) -> MobilityModel:
+def mobility_model(mobility: MobilityConfig, *, seed: int | None = None,
+                   base_dir: Path | None = None) -> MobilityModel:
     """The mobility model of a ``[mobility]`` section (lane speed limits reach it through
-    the road layout at :meth:`~v2xsim.mobility.base.MobilityModel.reset`)."""
-    return MOBILITY.create(mobility.model, dict(mobility.options))
+    the road layout at :meth:`~v2xsim.mobility.base.MobilityModel.reset`).
+
+    A model whose constructor names them also gets ``seed`` (the run seed, unless its
+    options set their own, e.g. SUMO's ``--seed``) and ``base_dir`` (the directory of the
+    scenario file, against which its relative paths are resolved; None: the working
+    directory)."""
+    options = dict(mobility.options)
+    accepted = MOBILITY.options(mobility.model) or []
+    if seed is not None and "seed" in accepted:
+        options = {"seed": seed, **options}
+    engine = {"base_dir": base_dir} if "base_dir" in accepted else {}
+    return MOBILITY.create(mobility.model, options, **engine)
 
 
 def blockers(config: BlockersConfig, layout: RoadLayout, rng: np.random.Generator) -> Boxes:
@@ -178,6 +190,9 @@ class SchemeContext:
         road, radio, blockers: the scenario's sections (learned schemes train for them).
         site: the built road geometry, link budget and timing.
         store: where trained models are loaded from (and trained into on first use).
+        training_seed: seed of every model a scheme trains (parameter initialisation and
+            batch order); None = the scheme's own training options
+            (``sweep.training_seeds`` sets it per world seed).
     """
 
     road: RoadConfig
@@ -185,17 +200,19 @@ class SchemeContext:
     blockers: BlockersConfig
     site: Site
     store: ModelStore
+    training_seed: int | None = None
 
 
-def scheme_context(scenario: Scenario, store: ModelStore) -> SchemeContext:
+def scheme_context(scenario: Scenario, store: ModelStore, *, training_seed: int | None = None) -> SchemeContext:
     return SchemeContext(road=scenario.road, radio=scenario.radio, blockers=scenario.blockers,
-                         site=scenario_site(scenario), store=store)
+                         site=scenario_site(scenario), store=store, training_seed=training_seed)
 
 
-def schemes(scenario: Scenario, store: ModelStore) -> list[tuple[SchemeConfig, Any]]:
+def schemes(scenario: Scenario, store: ModelStore, *, training_seed: int | None = None) -> list[tuple[SchemeConfig, Any]]:
     """Every scheme of the scenario, created from the registry and prepared (learned
-    schemes load their models from ``store``, training them on first use)."""
-    context = scheme_context(scenario, store)
+    schemes load their models from ``store``, training them on first use, with
+    ``training_seed`` when given)."""
+    context = scheme_context(scenario, store, training_seed=training_seed)
     built = []
     for spec in scenario.schemes:
         scheme = SCHEME.create(spec.name, dict(spec.options))

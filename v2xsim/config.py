@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from v2xsim.errors import ConfigError
 
@@ -185,6 +186,7 @@ class SweepConfig(Section):
     speed_kmh: list[float] = Field(default_factory=list)
     num_vehicles: list[int] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=list)
+    training_seeds: list[int] = Field(default_factory=list)
 
     @field_validator("speed_kmh")
     @classmethod
@@ -215,7 +217,27 @@ class OutputConfig(Section):
 
 
 class Scenario(Section):
-    """A complete scenario file."""
+    """A complete scenario file.
+
+    :attr:`source_dir` (not a key) is the directory of the file the scenario was read from
+    (None when built from a dict): plug-ins resolve the relative paths of their options
+    against it (e.g. the ``sumo`` mobility model's ``config``). It takes no part in
+    equality or in the scenario's hash.
+    """
+
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_dir(self) -> Path | None:
+        """Directory of the scenario file (None: not read from a file)."""
+        return self._source_dir
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = Section.__hash__
 
     name: str = "scenario"
     description: str = ""
@@ -240,6 +262,23 @@ class Scenario(Section):
         if len(set(labels)) != len(labels):
             raise ValueError("schemes: two schemes share a label; give one a distinct 'label'")
         return self
+
+    @model_validator(mode="after")
+    def _training_seed_per_seed(self) -> "Scenario":
+        seeds = self.sweep.seeds or [self.seed]
+        if self.sweep.training_seeds and len(self.sweep.training_seeds) != len(seeds):
+            raise ValueError(f"sweep.training_seeds: give one training seed per world seed ({len(seeds)}: "
+                             f"{seeds}), got {len(self.sweep.training_seeds)}")
+        return self
+
+    def training_seed_for(self, seed: int) -> int | None:
+        """The seed of every model the schemes train for the world of ``seed`` (None: the
+        schemes' own training options): world seed i of the sweep pairs with training
+        seed i, so each replicate is an independent draw of world and training."""
+        if not self.sweep.training_seeds:
+            return None
+        seeds = self.sweep.seeds or [self.seed]
+        return int(self.sweep.training_seeds[seeds.index(seed)])
 
     def points(self) -> list[tuple[float, int, int]]:
         """Every (speed_kmh, num_vehicles, seed) of the sweep, in run order."""
@@ -325,9 +364,11 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
                           f"run it with 'v2xsim fl {path} --out DIR'")
     data = apply_overrides(data, overrides or [])
     try:
-        return scenario_from_dict(data)
+        scenario = scenario_from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    scenario._source_dir = path.resolve().parent
+    return scenario
 
 
 # ---------------------------------------------------------------- key reference
@@ -447,6 +488,10 @@ def key_reference() -> str:
         "sweep.speed_kmh": "speeds to sweep (default: `traffic.speed_kmh`)",
         "sweep.num_vehicles": "vehicle counts K to sweep (default: `traffic.num_vehicles`)",
         "sweep.seeds": "seeds to sweep (default: `seed`)",
+        "sweep.training_seeds": "one training seed per world seed: world seed i runs with every learned scheme's "
+                                "models trained with training seed i (parameter initialisation and batch order), so "
+                                "the confidence intervals cover training as well as worlds (each new seed trains "
+                                "its models once, ~3 min cold); empty: the schemes' own training options",
         "output.plots": "write the plots",
         "output.event_log": "write events.csv (one row per alignment cycle)",
         "output.compare": "scheme label compared seed by seed with the best baseline (paired.csv)",

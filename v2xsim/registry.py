@@ -104,7 +104,8 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-MOBILITY: Registry[Any] = Registry("mobility model", builtin_modules=("v2xsim.mobility.builtin",))
+MOBILITY: Registry[Any] = Registry("mobility model", builtin_modules=(
+    "v2xsim.mobility.builtin", "v2xsim.mobility.sumo", "v2xsim.mobility.trace"))
 CHANNEL: Registry[Any] = Registry("channel backend", builtin_modules=("v2xsim.channel.geometric", "v2xsim.channel.sionna_rt"))
 SCHEME: Registry[Any] = Registry("scheme", builtin_modules=("v2xsim.schemes.baselines", "v2xsim.schemes.gba"))
 FL_STRATEGY: Registry[Any] = Registry("FL strategy", builtin_modules=("v2xsim.fl.strategies",))

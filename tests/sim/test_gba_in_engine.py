@@ -114,3 +114,33 @@ def test_gba_rejects_unknown_options(scenario_factory):
     scenario = scenario_factory(schemes=[{"name": "gba", "options": {"training": TINY, "data": {"trialz": 1}}}])
     with pytest.raises(ValueError, match="trialz"):
         run_point(scenario, speed_kmh=60, num_vehicles=2, seed=0)
+
+
+def test_training_seeds_pair_each_world_seed_with_its_own_trained_models(scenario_factory, tmp_path):
+    """sweep.training_seeds: world seed i runs with models trained with training seed i;
+    results.csv says which, and the models of both training seeds are recorded."""
+    from v2xsim.sim.runner import prepare_models, run_to_directory
+
+    scenario = scenario_factory(schemes=[{"name": "gba", "options": {"feedback": "ground_truth", "training": TINY}}],
+                                sweep={"speed_kmh": [90.0], "num_vehicles": [3], "seeds": [0, 1],
+                                       "training_seeds": [5, 6]}, output={"plots": False, "compare": None})
+    assert [scenario.training_seed_for(s) for s in (0, 1)] == [5, 6]
+    models = prepare_models(scenario, quiet=True)
+    assert len([name for name in models if name.startswith("rsu-")]) == 2
+    summary = run_to_directory(scenario, tmp_path, quiet=True, workers=1)
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert lines[0].endswith(",training_seed")
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["5", "6"]
+    # the same world with the other training seed gives another trained GBA-RSU
+    swapped = scenario.model_copy(update={"sweep": scenario.sweep.model_copy(update={"training_seeds": [6, 5]})})
+    first = run_point(scenario, speed_kmh=90, num_vehicles=3, seed=0).rows[0]
+    other = run_point(swapped, speed_kmh=90, num_vehicles=3, seed=0).rows[0]
+    assert first.training_seed == 5 and other.training_seed == 6
+    assert summary["provenance"]["models"] == models
+
+
+def test_training_seeds_need_one_per_world_seed(scenario_factory):
+    from v2xsim.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="one training seed per world seed"):
+        scenario_factory(sweep={"seeds": [0, 1, 2], "training_seeds": [4]})

@@ -12,15 +12,34 @@ itself::
     class StopAndGo(MobilityModel):
         def step(self, dt: float) -> None:
             ...  # update self.speed [m/s] and self.x [m]
+
+Vehicles from outside (``spawns_vehicles = True``, e.g. ``sumo`` and ``trace``): a model
+that decides itself which vehicles are on the road (traffic simulated elsewhere, or
+recorded) sets the class attribute ``spawns_vehicles``. The engine then starts no traffic
+source (``[traffic]`` and the swept speed and K put no vehicle on the road), the world
+refuses :meth:`World.add_vehicle <v2xsim.sim.world.World.add_vehicle>`, and the model
+instead
+
+* lists every vehicle it puts on the road, ``(id, kind)`` with ``kind`` ``"car"`` or
+  ``"truck"``, in ``self._entered`` (from :meth:`reset` for those on the road at t = 0,
+  and from :meth:`advance`); the world collects them with :meth:`take_entered` after each
+  call, and ids must never repeat;
+* returns from :meth:`advance` every vehicle that left, however it left;
+* may say when its next vehicle enters (:meth:`next_entry_s`), so that the world steps at
+  that instant as it does at departures;
+* releases what it holds (a SUMO process, a file) in :meth:`close`, which the engine
+  calls at the end of every run.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
-from v2xsim.geometry import RoadLayout
+from v2xsim.geometry import DEFAULT_SIZES, RoadLayout
 
 
 class MobilityModel(ABC):
@@ -32,9 +51,12 @@ class MobilityModel(ABC):
         lane: lane index.
         speed: current speed [m/s].
         desired_speed: the speed each driver wants [m/s].
-        length: body length [m].
+        length, width, height: body box [m].
         time: simulated time of the state [s].
+        spawns_vehicles: the model puts the vehicles on the road itself (see the module doc).
     """
+
+    spawns_vehicles: ClassVar[bool] = False
 
     def reset(self, *, layout: RoadLayout, rng: np.random.Generator) -> None:
         """Forget all vehicles; keep ``rng`` for any randomness of the model."""
@@ -47,10 +69,14 @@ class MobilityModel(ABC):
         self.speed = np.zeros(0)
         self.desired_speed = np.zeros(0)
         self.length = np.zeros(0)
+        self.width = np.zeros(0)
+        self.height = np.zeros(0)
+        self._entered: list[tuple[int, str]] = []
 
-    def add(self, *, vehicle_id: int, x: float, lane: int, speed: float,
-            desired_speed: float | None = None, length: float = 4.5) -> None:
-        """Put a vehicle on the road [m, m/s]."""
+    def add(self, *, vehicle_id: int, x: float, lane: int, speed: float, desired_speed: float | None = None,
+            length: float = DEFAULT_SIZES["car"][0], width: float = DEFAULT_SIZES["car"][1],
+            height: float = DEFAULT_SIZES["car"][2]) -> None:
+        """Put a vehicle on the road [m, m/s]; its box is ``length x width x height`` [m]."""
         if not 0 <= lane < self.layout.num_lanes:
             raise ValueError(f"lane must be in 0..{self.layout.num_lanes - 1}, got {lane}")
         if speed < 0:
@@ -61,6 +87,22 @@ class MobilityModel(ABC):
         self.speed = np.append(self.speed, float(speed))
         self.desired_speed = np.append(self.desired_speed, float(speed if desired_speed is None else desired_speed))
         self.length = np.append(self.length, float(length))
+        self.width = np.append(self.width, float(width))
+        self.height = np.append(self.height, float(height))
+
+    def take_entered(self) -> list[tuple[int, str]]:
+        """The vehicles ``(id, kind)`` the model put on the road since the last call
+        (always empty unless ``spawns_vehicles``)."""
+        entered, self._entered = getattr(self, "_entered", []), []
+        return entered
+
+    def next_entry_s(self) -> float:
+        """Time after the state [s] at which the model next puts a vehicle on the road
+        (inf: not known, or never; only ``spawns_vehicles`` models know)."""
+        return math.inf
+
+    def close(self) -> None:
+        """Release what the model holds (the engine calls it at the end of a run)."""
 
     @abstractmethod
     def step(self, dt: float) -> None:
@@ -77,7 +119,7 @@ class MobilityModel(ABC):
         left = self.ids[gone]
         if gone.any():
             keep = ~gone
-            for name in ("ids", "x", "lane", "speed", "desired_speed", "length"):
+            for name in ("ids", "x", "lane", "speed", "desired_speed", "length", "width", "height"):
                 setattr(self, name, getattr(self, name)[keep])
         return left
 

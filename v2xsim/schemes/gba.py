@@ -114,6 +114,8 @@ class GBA(Scheme):
         from v2xsim.training.rsu import DataConfig, RSUTrainingConfig
 
         options = dict(self.training)
+        if context is not None and context.training_seed is not None:
+            options["seed"] = context.training_seed
         data = dict(options.pop("data", {}))
         if context is not None:
             data.setdefault("road", context.road.model_dump())
@@ -137,7 +139,10 @@ class GBA(Scheme):
             data.setdefault("radio", context.radio.model_dump())
             data.setdefault("blockers", context.blockers.model_dump())
         try:
-            return FlashLikeConfig(**data), VehicleTrainingConfig(**self.vehicle_training)
+            vehicle_training = dict(self.vehicle_training)
+            if context is not None and context.training_seed is not None:
+                vehicle_training["seed"] = context.training_seed
+            return FlashLikeConfig(**data), VehicleTrainingConfig(**vehicle_training)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"gba data / vehicle_training options: {error}") from None
 

@@ -23,6 +23,7 @@ import simpy
 
 from v2xsim import build
 from v2xsim.config import Scenario
+from v2xsim.mobility.base import MobilityModel
 from v2xsim.sim.resolution import TimeResolution
 from v2xsim.sim.rsu import Cycle, SchemeRunner
 from v2xsim.sim.world import World
@@ -31,7 +32,8 @@ from v2xsim.timing import beam_coherence_time
 from v2xsim.units import kmh_to_mps
 
 
-#: the world steps this long after the instant a vehicle's rear reaches the exit [s]
+#: the world steps this long after the instant a vehicle's rear reaches the exit (or a
+#: spawning model's vehicle reaches the entry) [s]
 DEPARTURE_MARGIN_S = 1e-9
 
 
@@ -68,6 +70,8 @@ class PointResult:
     simulated_s: float
     channel: str
     aging: bool
+    #: seed of the trained models (``sweep.training_seeds``); None = the schemes' own
+    training_seed: int | None = None
 
     def as_row(self) -> dict[str, object]:
         return asdict(self)
@@ -117,7 +121,19 @@ class RunOutput:
 def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: int,
               store: ModelStore | None = None) -> RunOutput:
     """Simulate every scheme of ``scenario`` at one (speed, K, seed) on one shared world;
-    learned schemes load their models from ``store`` (default: the v2xsim cache)."""
+    learned schemes load their models from ``store`` (default: the v2xsim cache). The
+    mobility model is closed at the end, also on error (a SUMO run is ended)."""
+    opened: list[MobilityModel] = []
+    try:
+        return _run_point(scenario, speed_kmh=speed_kmh, num_vehicles=num_vehicles, seed=seed, store=store,
+                          opened=opened)
+    finally:
+        for model in opened:
+            model.close()
+
+
+def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: int, store: ModelStore | None,
+               opened: list[MobilityModel]) -> RunOutput:
     wall_start = time.perf_counter()
     build.load_plugins(scenario.plugins)
     streams = build.random_streams(seed)
@@ -125,7 +141,8 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
     layout, radio, timing = site.layout, site.radio, site.timing
     channel = build.scenario_channel(scenario.channel, layout=layout, radio=scenario.radio,
                                      seed=int(streams[build.STREAM_CHANNEL].integers(2**31)))
-    mobility = build.mobility_model(scenario.mobility)
+    mobility = build.mobility_model(scenario.mobility, seed=seed, base_dir=scenario.source_dir)
+    opened.append(mobility)
 
     tick = scenario.simulation.tick_ms * 1e-3
     fine = channel.vectorised_tracks
@@ -138,14 +155,16 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
     world = World(layout=layout, mobility=mobility, channel=channel, radio=radio,
                   static_blockers=build.blockers(scenario.blockers, layout, streams[build.STREAM_BLOCKERS]),
                   rng=streams[build.STREAM_MOBILITY], resolution=resolution, clock=lambda: env.now)
-    traffic = build.traffic_source(scenario.traffic, layout, num_vehicles=num_vehicles, speed_kmh=speed_kmh)
-    traffic.populate(world, streams[build.STREAM_TRAFFIC])
-    env.process(traffic.run(env, world, streams[build.STREAM_TRAFFIC]))
+    if not mobility.spawns_vehicles:  # else the model puts the vehicles on the road (SUMO, a trace)
+        traffic = build.traffic_source(scenario.traffic, layout, num_vehicles=num_vehicles, speed_kmh=speed_kmh)
+        traffic.populate(world, streams[build.STREAM_TRAFFIC])
+        env.process(traffic.run(env, world, streams[build.STREAM_TRAFFIC]))
 
     policy = build.realignment_policy(scenario.realignment)
     scheme_seeds = streams[build.STREAM_SCHEMES].integers(2**31, size=len(scenario.schemes))
     runners = []
-    for (spec, scheme), scheme_seed in zip(build.schemes(scenario, store or ModelStore()), scheme_seeds):
+    schemes = build.schemes(scenario, store or ModelStore(), training_seed=scenario.training_seed_for(seed))
+    for (spec, scheme), scheme_seed in zip(schemes, scheme_seeds):
         runners.append(SchemeRunner(env=env, world=world, scheme=scheme, label=spec.display, timing=timing,
                                     policy=policy, aging=scenario.channel.aging,
                                     compute_s=build.compute_time_s(scenario, spec.display),
@@ -154,14 +173,16 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
     def world_tick():
         """Mobility tick: move the traffic, then let every scheme integrate and re-rate
         (on the new tick's samples). When the world follows the vehicles between ticks,
-        it also steps at the instant a vehicle leaves (see :meth:`World.next_departure_s`)."""
+        it also steps at the instant a vehicle leaves (see :meth:`World.next_departure_s`)
+        and at the instant a spawning mobility model puts one on the road
+        (:meth:`World.next_entry_s`)."""
         ticks = 0
         while True:
             step, at_tick = tick, True
             if resolution.follows_between_ticks:
                 # DEPARTURE_MARGIN_S past the predicted instant, so the rear is past the exit
-                # beyond rounding
-                departure = world.time + world.next_departure_s() + DEPARTURE_MARGIN_S
+                # (the front past the entry) beyond rounding
+                departure = world.time + min(world.next_departure_s(), world.next_entry_s()) + DEPARTURE_MARGIN_S
                 at_tick = (ticks + 1) * tick <= departure
                 step = (ticks + 1) * tick - world.time if at_tick else departure - world.time
             yield env.timeout(step)
@@ -178,12 +199,14 @@ def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: 
     paper_t_coh = beam_coherence_time(layout.rsu_height_m, layout.coverage_angle_rad, kmh_to_mps(speed_kmh),
                                       radio.num_beams)
     rows, cycles = [], []
+    training_seed = scenario.training_seed_for(seed)
     for runner in runners:
         runner.finish()  # close the window at `duration`: the last, unfinished cycle counts too
         rows.append(summarise(runner.label, runner.cycles, delivered=runner.delivered, serving_s=runner.serving_s,
                               aligning_s=runner.aligning_s, window_s=duration, speed_kmh=speed_kmh,
                               num_vehicles=num_vehicles, seed=seed, paper_t_coherence_s=paper_t_coh,
                               channel=scenario.channel.backend, aging=scenario.channel.aging))
+        rows[-1].training_seed = training_seed
         for c in runner.cycles:
             cycles.append({"speed_kmh": speed_kmh, "num_vehicles": num_vehicles, "seed": seed, **asdict(c)})
     return RunOutput(rows=rows, cycles=cycles, events=env.processed_events, wall_s=time.perf_counter() - wall_start,

@@ -104,7 +104,9 @@ def write_outputs(scenario: Scenario, outputs: Sequence[RunOutput], out_dir: Pat
     summary.json; returns the summary. ``models`` names the trained models used."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = result_rows(outputs)
-    write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
+    # the training seed of each row when the scenario varies it (the CIs then cover training too)
+    write_csv(out_dir / "results.csv", rows,
+              RESULT_COLUMNS + (("training_seed",) if scenario.sweep.training_seeds else ()))
     statistics = point_statistics(rows)
     write_csv(out_dir / "summary.csv", statistics, SUMMARY_COLUMNS)
     paired = paired_comparisons(rows, scenario.output.compare, scenario.output.baselines)

@@ -56,8 +56,11 @@ def prepare_models(scenario: Scenario, *, quiet: bool = False) -> dict[str, str]
     name -> hash of its bytes)."""
     build.load_plugins(scenario.plugins)
     store = ModelStore(quiet=quiet)
+    training_seeds = sorted({scenario.training_seed_for(seed) for seed in (scenario.sweep.seeds or [scenario.seed])},
+                            key=lambda t: -1 if t is None else t)
     with quiet_mode(quiet):
-        build.schemes(scenario, store)
+        for training_seed in training_seeds:
+            build.schemes(scenario, store, training_seed=training_seed)
     return dict(sorted(store.used.items()))
 
 

@@ -33,12 +33,10 @@ from typing import Callable
 import numpy as np
 
 from v2xsim.channel.base import ChannelModel
-from v2xsim.geometry import DEFAULT_SIZES, KIND_CODE, OBSTACLE_KINDS, Boxes, RoadLayout, Snapshot
+from v2xsim.geometry import DEFAULT_SIZES, KIND_CODE, Boxes, RoadLayout, Snapshot
 from v2xsim.mobility.base import MobilityModel
 from v2xsim.radio import Radio
 from v2xsim.sim.resolution import TimeResolution
-
-_SIZE_BY_CODE = np.array([DEFAULT_SIZES[name] for name in OBSTACLE_KINDS])
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,9 @@ class Samples:
 class World:
     """Vehicles, blockers and the channel, shared by every scheme of a run.
 
-    Trucks drive in the traffic as blockers only; the RSU serves the cars.
+    Trucks drive in the traffic as blockers only; the RSU serves the cars. Vehicles enter
+    through :meth:`add_vehicle` (a traffic source), or, for a mobility model that
+    ``spawns_vehicles`` (SUMO, a trace), when the model puts them on the road.
 
     Args:
         resolution: how the world follows the vehicles between ticks (default: it does
@@ -123,16 +123,33 @@ class World:
         self.departure_listeners: list[Callable[[int, str, int], None]] = []
         self.arrival_events: list = []  # SimPy events to trigger at the next arrival
         mobility.reset(layout=layout, rng=rng)
+        self._admit()  # vehicles a spawning model has on the road from the start
+
+    def _admit(self) -> None:
+        """Register the vehicles the mobility model put on the road itself and wake up
+        whoever waits for an arrival."""
+        entered = self.mobility.take_entered()
+        if not entered:
+            return
+        for vehicle_id, kind in entered:
+            self.kind[int(vehicle_id)] = kind
+        waiting, self.arrival_events = self.arrival_events, []
+        for event in waiting:
+            event.succeed(int(entered[0][0]))
 
     # ------------------------------------------------------------ population
     def add_vehicle(self, *, x: float, lane: int, speed: float, desired_speed: float | None = None,
                     kind: str = "car") -> int:
         """Put a car or truck on the road at ``x`` [m] now; returns its id."""
+        if self.mobility.spawns_vehicles:
+            raise RuntimeError(f"{type(self.mobility).__name__} puts the vehicles on the road itself; "
+                               "no traffic source may add any")
         vehicle_id = self._next_id
         self._next_id += 1
         # the state is that of the last tick: a vehicle entering later starts that far back
+        length, width, height = DEFAULT_SIZES[kind]
         self.mobility.add(vehicle_id=vehicle_id, x=x - speed * self._since_tick(), lane=lane, speed=speed,
-                          desired_speed=desired_speed, length=DEFAULT_SIZES[kind][0])
+                          desired_speed=desired_speed, length=length, width=width, height=height)
         self.kind[vehicle_id] = kind
         self._changed()
         waiting, self.arrival_events = self.arrival_events, []
@@ -143,7 +160,8 @@ class World:
     def advance(self, dt: float) -> np.ndarray:
         """Move the traffic by ``dt`` [s]; returns ids that left the covered stretch.
 
-        Each departure is reported to ``departure_listeners(vehicle_id, kind, lane)``.
+        Each departure is reported to ``departure_listeners(vehicle_id, kind, lane)``;
+        vehicles a spawning model put on the road are registered.
         """
         ids_before, lanes_before = self.mobility.ids, self.mobility.lane
         left = self.mobility.advance(dt)
@@ -154,6 +172,7 @@ class World:
             kind = self.kind.pop(int(vehicle_id))
             for listener in self.departure_listeners:
                 listener(int(vehicle_id), kind, lane)
+        self._admit()
         return left
 
     def _since_tick(self) -> float:
@@ -171,6 +190,11 @@ class World:
             return np.inf
         gap = self.layout.x_range[1] - (m.x[moving] - m.length[moving] / 2)
         return float(max(np.min(gap / m.speed[moving]), 0.0))
+
+    def next_entry_s(self) -> float:
+        """Time [s] after the state at which the mobility model next puts a vehicle on the
+        road itself (inf if it does not say; see ``spawns_vehicles``)."""
+        return self.mobility.next_entry_s()
 
     def _changed(self) -> None:
         self.version += 1
@@ -193,9 +217,9 @@ class World:
         the state, plus the static blockers."""
         m = self.mobility
         codes = np.array([KIND_CODE[self.kind[int(i)]] for i in m.ids], dtype=int)
-        sizes = _SIZE_BY_CODE[codes].reshape(-1, 3)
+        sizes = np.stack([m.length, m.width, m.height], axis=1)
         x = m.x + m.speed * after_s if after_s else m.x
-        centre = np.stack([x, self.layout.lane_centres[m.lane], sizes[:, 2] / 2.0], axis=1)
+        centre = np.stack([x, self.layout.lane_centres[m.lane], m.height / 2.0], axis=1)
         return Boxes.concat(Boxes(centre, sizes, codes, m.ids.copy()), self.static_blockers)
 
     def _cars_now(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Boxes]:
