@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: apt-get install -y python3-venv" >&2; exit 1; }
 	# torch first, pinned: on the project machines 2.13.0 is a local CPU wheel (no CUDA download)
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[test,rt,dist,fl]"
+	$(BIN)/pip install --quiet -e ".[test,rt,dist,fl,sumo]"
 	# Sionna RT on CPU JIT-compiles with LLVM >= 16; Debian 12's default LLVM 15 aborts
 	@if [ -z "$$DRJIT_LIBLLVM_PATH" ] && ! ls /usr/lib/*/libLLVM.so.19.1 /usr/lib/llvm-19/lib/libLLVM.so.19.1 2>/dev/null | grep -q .; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

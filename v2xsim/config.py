@@ -462,9 +462,13 @@ def key_reference() -> str:
         "traffic.arrivals.kind": "`car` (served) or `truck` (blocker only)",
         "blockers.pedestrians": "pedestrians on the far sidewalk",
         "blockers.parked_cars": "cars parked at the far kerb",
-        "mobility.model": "mobility model: `constant_velocity`, `idm` or a registered plug-in",
-        "mobility.options": "keyword arguments of the model (e.g. `time_headway` for `idm`); unknown "
-                            "ones are refused",
+        "mobility.model": "mobility model: `constant_velocity`, `idm`, `sumo` (SUMO traffic in lock-step, "
+                          "needs the `sumo` extra), `trace` (a recorded SUMO FCD or CSV trace) or a registered "
+                          "plug-in; `sumo` and `trace` bring their own vehicles: `[traffic]` and the swept speed "
+                          "and K then add none (docs/sumo.md)",
+        "mobility.options": "keyword arguments of the model (e.g. `time_headway` for `idm`, `config` for "
+                            "`sumo`, `path` for `trace`; relative paths are relative to the scenario file); "
+                            "unknown ones are refused",
         "timing.beam_slot_ms": "sweep time per codebook beam (20.31 ms / 34)",
         "timing.backchannel_rate_gbps": "back-channel bit rate (442 bits / 247 ns)",
         "timing.mac_access_us": "medium-access overhead added to every feedback message",

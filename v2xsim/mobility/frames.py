@@ -134,7 +134,8 @@ class FrameMobility(MobilityModel):
 
     Subclasses open the source (:meth:`_open`), deliver its frames (:meth:`_next_frame`)
     and say what a vehicle type is (:meth:`_vehicle_type`); ``source`` names the file for
-    error messages.
+    error messages. ``source_ids`` maps world ids to the source's vehicle ids and
+    ``origin_s`` is the source time of the world's t = 0 [s].
 
     Args:
         x_offset_m: source x of the RSU (x = 0 of the road frame) [m].
@@ -177,6 +178,8 @@ class FrameMobility(MobilityModel):
         super().reset(layout=layout, rng=rng)
         self._type_cache: dict[str, VehicleType] = {}
         self._road: dict[str, int] = {}  # source id -> world id, vehicles on the road
+        #: world id -> the source's vehicle id, of every vehicle that entered
+        self.source_ids: dict[int, str] = {}
         self._done: set[str] = set()  # source ids that left the road (or passed it unseen)
         self._next_world_id = 0
         self._left: list[int] = []
@@ -191,17 +194,18 @@ class FrameMobility(MobilityModel):
         raise RuntimeError(f"mobility model {self.name!r} puts the vehicles on the road itself")
 
     def _read(self) -> Frame | None:
-        frame = self._next_frame()
-        if frame is not None:
-            if not math.isfinite(frame.time_s) or frame.time_s <= self._last_time:
-                raise ConfigError(f"{self.source}: times must increase, got {frame.time_s:g} s after "
+        """The source's next frame, checked (times increasing, numbers finite)."""
+        got = self._next_frame()
+        if got is not None:
+            if not math.isfinite(got.time_s) or got.time_s <= self._last_time:
+                raise ConfigError(f"{self.source}: times must increase, got {got.time_s:g} s after "
                                   f"{self._last_time:g} s")
-            bad = ~(np.isfinite(frame.x) & np.isfinite(frame.y) & np.isfinite(frame.speed))
+            bad = ~(np.isfinite(got.x) & np.isfinite(got.y) & np.isfinite(got.speed))
             if bad.any():
-                raise ConfigError(f"{self.source}: vehicle {frame.ids[int(np.argmax(bad))]!r} at {frame.time_s:g} s "
+                raise ConfigError(f"{self.source}: vehicle {got.ids[int(np.argmax(bad))]!r} at {got.time_s:g} s "
                                   f"has a non-finite position or speed")
-            self._last_time = frame.time_s
-        return frame
+            self._last_time = got.time_s
+        return got
 
     def _type(self, type_id: str) -> VehicleType:
         found = self._type_cache.get(type_id)
@@ -293,6 +297,7 @@ class FrameMobility(MobilityModel):
             self._next_world_id += 1
             self._world_id[row] = world_id
             self._road[a.ids[row]] = world_id
+            self.source_ids[world_id] = a.ids[row]
             self._entered.append((world_id, self._kinds[row]))
         rows = np.flatnonzero(self._world_id >= 0)
         rows = rows[np.argsort(self._world_id[rows], kind="stable")]
@@ -318,7 +323,7 @@ class FrameMobility(MobilityModel):
         """Move to ``dt`` [s] past the state: frames of the source up to then are read."""
         source_time = self.origin_s + self.time + dt
         self._seek(source_time)
-        self._left.extend(self._update(source_time))
+        self._left = self._update(source_time)  # with those that left as frames were passed
 
     def advance(self, dt: float) -> np.ndarray:
         """Move by ``dt`` [s]; returns the world ids of the vehicles that left the road."""

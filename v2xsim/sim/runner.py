@@ -53,8 +53,10 @@ def _run_one(scenario: Scenario, point: tuple[float, int, int]) -> RunOutput:
 def prepare_models(scenario: Scenario, *, quiet: bool = False) -> dict[str, str]:
     """Load (and on first use train) every model the scenario's schemes need, once, in
     this process, so that sweep workers only load them; returns the models used (file
-    name -> hash of its bytes)."""
+    name -> hash of its bytes). The mobility model is built once too, so that bad options
+    (or a missing SUMO) are refused before any point starts."""
     build.load_plugins(scenario.plugins)
+    build.mobility_model(scenario.mobility, seed=scenario.seed, base_dir=scenario.source_dir).close()
     store = ModelStore(quiet=quiet)
     training_seeds = sorted({scenario.training_seed_for(seed) for seed in (scenario.sweep.seeds or [scenario.seed])},
                             key=lambda t: -1 if t is None else t)
