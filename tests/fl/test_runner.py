@@ -77,6 +77,9 @@ def test_every_strategy_runs_rounds_and_writes_its_table(tmp_path, prepared, str
     if strategy == "modality_aware":  # sensor-type imbalance: some vehicles lack a branch
         lacking = [v for v in summary["data"]["vehicles"].values() if len(v["modalities"]) < 3]
         assert lacking and up < vehicles * full
+        for vehicle in summary["data"]["vehicles"].values():  # per-vehicle kappa (Eq. 15) and zeta
+            assert all((vehicle["kappa"][m] == 0.0) == (m not in vehicle["modalities"]) for m in vehicle["kappa"])
+            assert 0.0 <= vehicle["zeta"] <= 1.0
     if strategy == "flash":  # one group down per vehicle, the whole model up
         assert int(rows[0]["bytes_down"]) < vehicles * full and up == vehicles * full
     if strategy == "da":

@@ -138,13 +138,28 @@ def prepare(experiment: FLExperiment, *, store: ModelStore | None = None, quiet:
     data_summary = {key: summary[key] for key in ("num_samples", "num_beams", "zeta", "kappa", "los_share")
                     if key in summary}
     data_summary["train_zeta"] = float(label_overlap([d.feedback for d in vehicle_data.values()]))
-    data_summary["vehicles"] = {int(e): {"train_samples": len(d), "modalities": list(client_modalities(d, model))}
-                                for e, d in vehicle_data.items()}
+    data_summary["vehicles"] = vehicle_statistics(vehicle_data, model)
     data_summary["test_samples"] = len(test_set)
     data_summary["test_snapshots"] = int(len(snapshots))
     return Prepared(experiment=experiment, training=training, data_summary=data_summary, vehicle_data=vehicle_data,
                     pooled_data=pooled, held_out=held_out, server=server, initial_model=model.eval(),
                     vehicle_config=vehicle_config, models_used=dict(store.used))
+
+
+def vehicle_statistics(vehicle_data: dict[int, Any], model) -> dict[int, dict[str, Any]]:
+    """Per vehicle: training samples, sensors, modality completeness kappa (Eq. 15: samples
+    with the sensor / samples with the most complete sensor) and its label overlap zeta
+    with the other vehicles (Eq. 17 restricted to the pairs it is part of)."""
+    from v2xsim.metrics import label_overlap
+
+    out = {}
+    for e, d in vehicle_data.items():
+        counts = d.available.sum(axis=0).astype(float)
+        kappa = {m: float(counts[i] / counts.max()) if counts.max() > 0 else 0.0 for i, m in enumerate(MODALITIES)}
+        others = [label_overlap([d.feedback, o.feedback]) for f, o in vehicle_data.items() if f != e]
+        out[int(e)] = {"train_samples": len(d), "modalities": list(client_modalities(d, model)), "kappa": kappa,
+                       "zeta": float(np.mean(others)) if others else None}
+    return out
 
 
 def _profile_model(experiment: FLExperiment) -> dict[str, Any]:
