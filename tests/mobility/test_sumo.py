@@ -205,6 +205,14 @@ def test_sumo_is_usable_in_ci():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"libsumo must be importable in CI: {SUMO_ERROR}")
         pytest.skip(f"libsumo not importable: {SUMO_ERROR}")
+    from v2xsim.mobility.sumo import sumo_binary
+
+    try:  # the FCD comparisons need the sumo binary too (the eclipse-sumo wheel)
+        sumo_binary()
+    except ConfigError as error:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the sumo binary must be installed in CI: {error}")
+        pytest.skip(f"the sumo binary (eclipse-sumo) is not installed: {error}")
 
 
 def test_naming_the_model_does_not_import_sumo():
