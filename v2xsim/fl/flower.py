@@ -108,7 +108,7 @@ def _proxy_class() -> type:
             self.node_id = int(client)
 
         def _not_here(self, *args: Any, **kwargs: Any) -> Any:
-            raise NotImplementedError("v2xsim runs the clients itself; this proxy only names one")
+            raise RuntimeError("v2xsim runs the clients itself; this proxy only names one")
 
         get_properties = get_parameters = fit = evaluate = reconnect = _not_here
 

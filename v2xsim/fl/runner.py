@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ from v2xsim.fl.strategies import POOLED_CLIENT
 from v2xsim.formats import MODALITIES
 from v2xsim.progress import silenced
 from v2xsim.store import ModelStore, atomic_save, load_saved
+from v2xsim.tables import table_cell
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -345,20 +345,10 @@ def _write_outputs(out_dir: Path, rows, summary, final_state) -> None:
         writer = csv.DictWriter(handle, fieldnames=ROUND_COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _cell(row.get(k)) for k in ROUND_COLUMNS})
+            writer.writerow({k: table_cell(row.get(k), digits=6) for k in ROUND_COLUMNS})
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     if final_state is not None:
         atomic_save({"model": final_state, "config": summary["model"]}, out_dir / MODEL_FILE)
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"non-finite value {value} in an FL result row")
-        return f"{value:.6g}"
-    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import platform
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +18,7 @@ from v2xsim.config import Scenario
 from v2xsim.provenance import provenance
 from v2xsim.sim.engine import RunOutput
 from v2xsim.stats import CONFIDENCE, mean_ci, paired_difference
+from v2xsim.tables import table_cell
 
 RESULT_COLUMNS = (
     "scheme", "speed_kmh", "num_vehicles", "seed", "t_coherence_s", "t_delay_s", "sum_rate",
@@ -35,22 +35,12 @@ PAIRED_COLUMNS = ("scheme", "baseline", "speed_kmh", "num_vehicles", "seeds", "m
                   "ci95_low", "ci95_high")
 
 
-def _fmt(value: Any) -> Any:
-    if value is None:  # a statistic that does not exist (e.g. a CI from one seed)
-        return ""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"refusing to write a non-finite value ({value}) to a result table")
-        return f"{value:.10g}"
-    return value
-
-
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: _fmt(row[key]) for key in columns})
+            writer.writerow({key: table_cell(row[key], digits=10) for key in columns})
 
 
 def result_rows(outputs: Sequence[RunOutput]) -> list[dict[str, Any]]:
