@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from v2xsim.channel.base import ChannelModel
-from v2xsim.channel.codebook import dft_codebook
+from v2xsim.channel.codebook import dft_codebook, element_errors, hardware_codebook
 from v2xsim.config import (
     BlockersConfig,
     ChannelConfig,
@@ -35,7 +35,7 @@ from v2xsim.errors import ConfigError
 from v2xsim.geometry import Boxes, RoadLayout, background_blockers
 from v2xsim.mobility.base import MobilityModel
 from v2xsim.mobility.traffic import Arrival, TrafficSource
-from v2xsim.radio import Radio, noise_power_dbm
+from v2xsim.radio import Radio, SweepMeasurement, noise_power_dbm
 from v2xsim.registry import CHANNEL, MOBILITY, SCHEME
 from v2xsim.store import ModelStore
 from v2xsim.timing import RealignmentPolicy, TimingModel
@@ -73,10 +73,15 @@ def road_layout(road: RoadConfig) -> RoadLayout:
                       lane_speed_limits_kmh=tuple(lane.speed_limit_kmh for lane in road.lanes))
 
 
-def link_budget(radio: RadioConfig, road: RoadConfig) -> Radio:
-    """Codebook over the RSU's coverage sector, power budget, noise and feedback threshold."""
-    codebook = dft_codebook(radio.num_antennas, radio.num_beams,
-                            coverage_angle_rad=math.radians(road.coverage_angle_deg))
+def link_budget(radio: RadioConfig, road: RoadConfig, *, seed: int | None = None, rsu: int = 0) -> Radio:
+    """Codebook over the RSU's coverage sector, power budget, noise and feedback threshold,
+    the array's real beams (``[radio.array]``) and the sweep measurement model
+    (``[radio.measurement]``).
+
+    A hardware array's element errors are drawn from ``radio.array.seed``, else ``seed``
+    (the scenario seed), else 0, on a stream of its own (:func:`array_rng`)."""
+    nominal = dft_codebook(radio.num_antennas, radio.num_beams,
+                           coverage_angle_rad=math.radians(road.coverage_angle_deg))
     with np.errstate(over="ignore", under="ignore"):
         p_max = float(dbm_to_watt(radio.tx_power_dbm))
         noise_power = float(dbm_to_watt(noise_power_dbm(radio.bandwidth_hz, radio.noise_figure_db)))
@@ -85,8 +90,47 @@ def link_budget(radio: RadioConfig, road: RoadConfig) -> Radio:
         raise ConfigError(f"radio.tx_power_dbm: {radio.tx_power_dbm:g} dBm is {p_max:g} W, not a usable power")
     if not math.isfinite(noise_power):
         raise ConfigError(f"radio.noise_figure_db: {radio.noise_figure_db:g} dB gives an infinite noise power")
+    array = radio.array
+    codebook = nominal
+    if not array.ideal:
+        rng = array_rng(array_seed(radio, seed), rsu=rsu)
+        errors = element_errors(radio.num_antennas, rng, amplitude_error_db=array.amplitude_error_db,
+                                phase_error_deg=array.phase_error_deg, failed_elements=array.failed_elements)
+        codebook = hardware_codebook(nominal, phase_bits=array.phase_bits, errors=errors)
+    measurement = SweepMeasurement()
+    if not radio.measurement.ideal:
+        with np.errstate(over="ignore", under="ignore"):
+            floor_w = float(dbm_to_watt(radio.measurement.floor_dbm))
+        if not math.isfinite(floor_w):
+            raise ConfigError(f"radio.measurement.floor_dbm: {radio.measurement.floor_dbm:g} dBm is not a usable power")
+        measurement = SweepMeasurement(ideal=False, floor_w=floor_w,
+                                       estimation_chips=radio.measurement.estimation_chips,
+                                       quantise=radio.measurement.quantise)
     return Radio(codebook=codebook, p_max=p_max, noise_power=noise_power,
-                 feedback_threshold=float(dbm_to_watt(radio.sensitivity_dbm)), bandwidth_hz=radio.bandwidth_hz)
+                 feedback_threshold=float(dbm_to_watt(radio.sensitivity_dbm)), bandwidth_hz=radio.bandwidth_hz,
+                 nominal_codebook=nominal, calibrated=array.ideal or array.calibrated, measurement=measurement)
+
+
+def array_seed(radio: RadioConfig, seed: int | None) -> int:
+    """Seed of the RSU array's element errors: ``radio.array.seed``, else ``seed``, else 0."""
+    if radio.array.seed is not None:
+        return radio.array.seed
+    return 0 if seed is None else int(seed)
+
+
+def array_rng(seed: int, *, rsu: int = 0) -> np.random.Generator:
+    """Generator of the element errors of RSU ``rsu`` (a stream of its own, apart from the
+    run's :func:`random_streams`)."""
+    return np.random.default_rng([seed, STREAM_ARRAY, rsu])
+
+
+def with_array_seed(radio: RadioConfig, seed: int | None) -> RadioConfig:
+    """``radio`` with an unset ``array.seed`` of a hardware array filled in from ``seed``,
+    so whatever is built from this section elsewhere (training data, models) sees the same
+    array as the run."""
+    if radio.array.ideal or radio.array.seed is not None:
+        return radio
+    return radio.model_copy(update={"array": radio.array.model_copy(update={"seed": array_seed(radio, seed)})})
 
 
 def timing_model(timing: TimingConfig) -> TimingModel:
@@ -95,13 +139,16 @@ def timing_model(timing: TimingConfig) -> TimingModel:
                        mac_access_s=timing.mac_access_us * 1e-6, sensing_s=timing.sensing_ms * 1e-3)
 
 
-def site(road: RoadConfig, radio: RadioConfig, timing: TimingConfig | None = None) -> Site:
-    """The :class:`Site` of a road and radio (timing defaults: Table I of seed 002)."""
-    return Site(road_layout(road), link_budget(radio, road), timing_model(timing or TimingConfig()))
+def site(road: RoadConfig, radio: RadioConfig, timing: TimingConfig | None = None, *,
+         seed: int | None = None) -> Site:
+    """The :class:`Site` of a road and radio (timing defaults: Table I of seed 002);
+    ``seed`` draws a hardware array's element errors unless ``radio.array.seed`` is set."""
+    return Site(road_layout(road), link_budget(radio, road, seed=seed), timing_model(timing or TimingConfig()))
 
 
 def scenario_site(scenario: Scenario) -> Site:
-    return site(scenario.road, scenario.radio, scenario.timing)
+    """The :class:`Site` of a scenario (a hardware array drawn from the scenario seed)."""
+    return site(scenario.road, scenario.radio, scenario.timing, seed=scenario.seed)
 
 
 def realignment_policy(realignment: RealignmentConfig) -> RealignmentPolicy:
@@ -125,19 +172,21 @@ def scenario_channel(channel: ChannelConfig, *, layout: RoadLayout, radio: Radio
 
 
 def mobility_model(mobility: MobilityConfig, *, seed: int | None = None,
-                   base_dir: Path | None = None) -> MobilityModel:
+                   base_dir: Path | None = None, num_vehicles: int | None = None) -> MobilityModel:
     """The mobility model of a ``[mobility]`` section (lane speed limits reach it through
     the road layout at :meth:`~v2xsim.mobility.base.MobilityModel.reset`).
 
     A model whose constructor names them also gets ``seed`` (the run seed, unless its
-    options set their own, e.g. SUMO's ``--seed``) and ``base_dir`` (the directory of the
+    options set their own, e.g. SUMO's ``--seed``), ``base_dir`` (the directory of the
     scenario file, against which its relative paths are resolved; None: the working
-    directory)."""
+    directory) and ``num_vehicles`` (the swept K of the point, e.g. SUMO's demand)."""
     options = dict(mobility.options)
     accepted = MOBILITY.options(mobility.model) or []
     if seed is not None and "seed" in accepted:
         options = {"seed": seed, **options}
     engine = {"base_dir": base_dir} if "base_dir" in accepted else {}
+    if num_vehicles is not None and "num_vehicles" in accepted:
+        engine["num_vehicles"] = num_vehicles
     return MOBILITY.create(mobility.model, options, **engine)
 
 
@@ -174,6 +223,8 @@ def traffic_source(traffic: TrafficConfig, layout: RoadLayout, *, num_vehicles: 
 # ------------------------------------------------------------------ randomness
 #: independent random streams of one run, derived from (seed, stream id)
 STREAM_TRAFFIC, STREAM_MOBILITY, STREAM_BLOCKERS, STREAM_CHANNEL, STREAM_SCHEMES = range(5)
+#: stream id of the RSU arrays' element errors (:func:`array_rng`; not one of the run's streams)
+STREAM_ARRAY = 5
 
 
 def random_streams(seed: int) -> list[np.random.Generator]:
@@ -204,7 +255,8 @@ class SchemeContext:
 
 
 def scheme_context(scenario: Scenario, store: ModelStore, *, training_seed: int | None = None) -> SchemeContext:
-    return SchemeContext(road=scenario.road, radio=scenario.radio, blockers=scenario.blockers,
+    return SchemeContext(road=scenario.road, radio=with_array_seed(scenario.radio, scenario.seed),
+                         blockers=scenario.blockers,
                          site=scenario_site(scenario), store=store, training_seed=training_seed)
 
 

@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a scenario value (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    radio = sub.add_parser("radio", help="sector statistics of a scenario's sweeps: ideal vs hardware array")
+    radio.add_argument("scenario", help="TOML scenario file")
+    radio.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a scenario value, e.g. --set radio.array.phase_bits=3 (repeatable)")
+    radio.add_argument("--trials", type=int, default=25, metavar="N",
+                       help="FLASH-like trials per category (4 categories x N trials x 10 vehicles x 4 samples)")
+    radio.add_argument("--out", default=None, help="directory for sector_statistics.csv and sector_patterns.png")
     return parser
 
 
@@ -146,7 +153,31 @@ def _dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "study": _study, "fl": _fl, "dataset": _dataset, "train": _train}
+def _radio(args: argparse.Namespace) -> int:
+    from v2xsim.config import load_scenario
+    from v2xsim.data.flash_like import sector_study
+    from v2xsim.plots import sector_patterns
+
+    if args.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {args.trials}")
+    scenario = load_scenario(args.scenario, args.overrides)
+    study = sector_study(name=scenario.name, road=scenario.road, radio=scenario.radio, blockers=scenario.blockers,
+                         seed=scenario.seed, backend=scenario.channel.backend, channel=dict(scenario.channel.options),
+                         trials_per_category=args.trials)
+    print(study.table(), end="")
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        study.write_samples(out / "sector_statistics.csv")
+        ideal, hardware = list(study.codebooks)[1:]
+        arrays = {"ideal array": study.codebooks[ideal], "hardware array": study.codebooks[hardware]}
+        sector_patterns(arrays, out / "sector_patterns.png", coverage_angle_deg=scenario.road.coverage_angle_deg,
+                        title=f"Sector patterns of the RSU array ({scenario.name})")
+        print(f"wrote {out / 'sector_statistics.csv'} and {out / 'sector_patterns.png'}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": _run, "study": _study, "fl": _fl, "dataset": _dataset, "train": _train, "radio": _radio}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+                      model_serializer, model_validator)
 
 from v2xsim.errors import ConfigError
 
@@ -62,14 +62,56 @@ class RoadConfig(Section):
     buildings: bool = True
 
 
+class MeasurementConfig(Section):
+    """How a vehicle measures each beam slot of the sweep (docs/radio.md).
+
+    ``ideal = true`` (default): the vehicle knows the exact received power of every beam.
+    ``ideal = false``: the 802.11ad model -- the SSW frame of each sector is decoded only
+    above the control-PHY sensitivity ``floor_dbm``, its power is estimated over
+    ``estimation_chips`` chips of the preamble in thermal noise, and the result is reported
+    as the SSW-Feedback SNR field (8 bits, -8 dB + 0.25 dB x value) when ``quantise``.
+    The other keys only matter with ``ideal = false``.
+    """
+
+    ideal: bool = True
+    floor_dbm: float = -78.0
+    estimation_chips: int = Field(1152, ge=1)
+    quantise: bool = True
+
+
+class ArrayConfig(Section):
+    """Phased-array hardware of the RSU (docs/radio.md).
+
+    ``ideal = true`` (default): the array radiates the nominal DFT codebook exactly.
+    ``ideal = false``: the element phases are quantised to ``phase_bits`` bits and every
+    element carries a static amplitude / phase error (and ``failed_elements`` are dead),
+    drawn once per RSU from ``seed`` (unset: the scenario seed). The oracle and the
+    measurements see the real beams; model-based estimators assume the nominal codebook
+    unless ``calibrated``. The other keys only matter with ``ideal = false``.
+    """
+
+    ideal: bool = True
+    phase_bits: int = Field(2, ge=0, le=16)
+    amplitude_error_db: float = Field(1.0, ge=0, le=20)
+    phase_error_deg: float = Field(10.0, ge=0, le=180)
+    failed_elements: int = Field(0, ge=0)
+    calibrated: bool = False
+    seed: int | None = None
+
+
 class RadioConfig(Section):
     """RSU array, codebook and link budget.
 
-    ``sensitivity_dbm`` is the RSS above which a vehicle reports a beam (feedback bit 1,
-    and the sweep RSS it can measure). The default, -58 dBm, is the sensitivity of a
-    mid-rate 802.11ad single-carrier MCS, so a reported beam can carry data; with the
-    lowest data MCS (-68 dBm) a 16-element ULA's side lobes are heard too and a vehicle
-    reports about 11 of 34 beams instead of about 4.
+    ``sensitivity_dbm`` is the RSS above which a vehicle reports a beam (feedback bit 1;
+    with the ideal measurement also the sweep RSS it can measure). The default, -58 dBm,
+    is the sensitivity of a mid-rate 802.11ad single-carrier MCS, so a reported beam can
+    carry data; with the lowest data MCS (-68 dBm) a 16-element ULA's side lobes are heard
+    too and a vehicle reports about 11 of 34 beams instead of about 4. The sweep's
+    decoding floor is a different number (``measurement.floor_dbm``).
+
+    ``measurement`` and ``array`` are left out of :meth:`model_dump` while they hold their
+    defaults, so the dump of an ideal radio (and every cache key built from it) is what it
+    was before these sections existed.
     """
 
     carrier_ghz: float = Field(60.0, gt=0)
@@ -79,6 +121,24 @@ class RadioConfig(Section):
     bandwidth_hz: float = Field(2.16e9, gt=0)
     noise_figure_db: float = Field(7.0, ge=0)
     sensitivity_dbm: float = -58.0
+    measurement: MeasurementConfig = MeasurementConfig()
+    array: ArrayConfig = ArrayConfig()
+
+    @model_validator(mode="after")
+    def _failures_leave_an_element(self) -> "RadioConfig":
+        if self.array.failed_elements >= self.num_antennas:
+            raise ValueError(f"array.failed_elements must be < num_antennas ({self.num_antennas}), "
+                             f"got {self.array.failed_elements}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_hardware(self, handler):
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, default in (("measurement", MeasurementConfig()), ("array", ArrayConfig())):
+                if getattr(self, key) == default:
+                    data.pop(key, None)
+        return data
 
 
 class ChannelConfig(Section):
@@ -390,6 +450,15 @@ def key_reference() -> str:
                 "stretch is `2 rsu_height_m tan(coverage_angle_deg / 2)` long.",
         "road.lanes": "One entry per lane, all driving in +x, lane 0 nearest the RSU.",
         "radio": "RSU array, codebook and link budget.",
+        "radio.measurement": "How a vehicle measures each beam slot of the sweep (docs/radio.md). `ideal = true` "
+                             "(default): the exact received power. `ideal = false`: each sector's SSW frame is "
+                             "decoded only above `floor_dbm`, its power estimated in thermal noise over "
+                             "`estimation_chips` chips and reported as the 802.11ad SSW-Feedback SNR field; "
+                             "the feedback bits still come from `radio.sensitivity_dbm`.",
+        "radio.array": "Phased-array hardware of the RSU (docs/radio.md). `ideal = true` (default): the "
+                       "nominal DFT codebook. `ideal = false`: quantised phase shifters, static per-element "
+                       "amplitude / phase errors and failed elements, drawn once per RSU. The realistic radio "
+                       "is `radio.measurement.ideal = false` plus `radio.array.ideal = false`.",
         "channel": "Channel backend (a `CHANNEL` plug-in) and how the data phase sees the channel.",
         "traffic": "How vehicles enter the covered stretch; `num_vehicles` and `speed_kmh` are the "
                    "defaults of the sweep.",
@@ -439,8 +508,27 @@ def key_reference() -> str:
         "radio.tx_power_dbm": "total RSU transmit power `p_max`",
         "radio.bandwidth_hz": "signal bandwidth (noise power, delivered bits)",
         "radio.noise_figure_db": "receiver noise figure",
-        "radio.sensitivity_dbm": "a vehicle reports (feedback bit 1) and can measure a beam whose RSS "
-                                 "exceeds this; -58 dBm: a mid-rate 802.11ad MCS",
+        "radio.sensitivity_dbm": "a vehicle reports (feedback bit 1) a beam whose RSS exceeds this (with the "
+                                 "ideal measurement it also measures only those); -58 dBm: a mid-rate 802.11ad MCS",
+        "radio.measurement.ideal": "true: the vehicle knows each beam's exact received power (v2xsim before "
+                                   "the model); false: the 802.11ad sweep measurement below",
+        "radio.measurement.floor_dbm": "SSW frames received weaker are not decoded (reported 0); -78 dBm: "
+                                       "control-PHY (MCS 0) sensitivity, IEEE 802.11ad-2012 clause 21",
+        "radio.measurement.estimation_chips": "chips the frame-power estimate averages over (its error shrinks as "
+                                              "1/sqrt of this); 1152: the channel estimation field of the preamble",
+        "radio.measurement.quantise": "report the SNR as the SSW-Feedback SNR field: 8 bits, -8 dB + 0.25 dB x "
+                                      "value (-8 to 55.75 dB), IEEE 802.11ad-2012 §8.4a.3",
+        "radio.array.ideal": "true: the array radiates the nominal DFT codebook; false: the hardware model below",
+        "radio.array.phase_bits": "phase-shifter resolution (0: continuous); 2: the Talon AD7200's QCA9500",
+        "radio.array.amplitude_error_db": "standard deviation of each element's static gain error (an "
+                                          "assumption for uncalibrated arrays, docs/radio.md)",
+        "radio.array.phase_error_deg": "standard deviation of each element's static phase error (an "
+                                       "assumption for uncalibrated arrays, docs/radio.md)",
+        "radio.array.failed_elements": "dead elements, picked at random",
+        "radio.array.calibrated": "model-based estimators (`wmmse_ce`, `wmmse_cb`) know the real beam patterns; false: "
+                                  "they assume the nominal codebook",
+        "radio.array.seed": "seed of the element errors and failures; unset: the scenario seed (one draw per "
+                            "RSU, the same for every swept point)",
         "channel.backend": "channel backend: `geometric`, `sionna_rt` or a registered plug-in",
         "channel.aging": "follow the channel at every sub-step while beams serve (see `[simulation]`); "
                          "false: hold the rate of the alignment instant (frozen channel)",
@@ -485,7 +573,7 @@ def key_reference() -> str:
                               "longest sub-step of the data phase",
         "simulation.max_phase_step_deg": "largest change of the direct / ground-bounce phase of the "
                                          "fastest vehicle within one sub-step of the data phase",
-        "schemes.name": "scheme: `oracle`, `zf_sweep`, `wmmse_ce`, `gba` or a registered plug-in",
+        "schemes.name": "scheme: `oracle`, `zf_sweep`, `wmmse_ce`, `wmmse_cb`, `gba` or a registered plug-in",
         "schemes.label": "name in the results (default: `name`); lets one scheme appear twice",
         "schemes.options": "keyword arguments of the scheme (e.g. `feedback` for `gba`); unknown ones "
                            "are refused",
@@ -502,6 +590,7 @@ def key_reference() -> str:
         "output.baselines": "scheme labels that count as baselines in that comparison",
     }
     checks = {
+        "radio.array.failed_elements": "< `radio.num_antennas`",
         "schemes.label": "unique among the schemes",
         "channel.options": "numbers finite",
         "mobility.options": "numbers finite",

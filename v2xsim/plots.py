@@ -80,3 +80,44 @@ def speed_plots(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def sector_patterns(codebooks: dict[str, Any], path: Path, *, coverage_angle_deg: float | None = None,
+                    title: str = "") -> Path:
+    """One panel per codebook (label -> (Nt, W) element weights of the beams an array
+    radiates): the array gain ``|a(theta)^H c_i|^2`` [dB] of every sector over the departure
+    angle from broadside, the coverage sector marked. Writes ``path`` (PNG)."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from v2xsim.channel.codebook import beam_patterns
+
+    angles = np.linspace(-90.0, 90.0, 1441)
+    fig, axes = plt.subplots(len(codebooks), 1, figsize=(8.0, 3.2 * len(codebooks)), sharex=True, squeeze=False)
+    for ax, (label, codebook) in zip(axes[:, 0], codebooks.items()):
+        gains = beam_patterns(np.asarray(codebook), np.radians(angles))
+        with np.errstate(divide="ignore"):
+            gains_db = 10.0 * np.log10(np.maximum(gains, 1e-6))
+        colours = plt.cm.viridis(np.linspace(0.0, 1.0, gains.shape[1]))
+        for beam in range(gains.shape[1]):
+            ax.plot(angles, gains_db[:, beam], color=colours[beam], linewidth=0.8)
+        peak = 10.0 * math.log10(codebook.shape[0])
+        ax.set_ylim(peak - 30.0, peak + 2.0)
+        if coverage_angle_deg is not None:
+            for edge in (-coverage_angle_deg / 2, coverage_angle_deg / 2):
+                ax.axvline(edge, color="k", linestyle=":", linewidth=0.8)
+        ax.set_ylabel("array gain [dB]")
+        ax.set_title(f"{label}: {gains.shape[1]} sectors, {codebook.shape[0]} elements", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("departure angle from broadside [deg] (dotted: coverage sector)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -45,6 +45,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove the plug-in ``name`` (e.g. one a test registered); unknown names are an error."""
+        if name not in self._entries:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        del self._entries[name]
+
     def _load_builtins(self) -> None:
         if not self._loaded:
             self._loaded = True

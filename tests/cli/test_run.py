@@ -85,7 +85,7 @@ def test_another_seed_changes_the_results(headline_run, tmp_path):
     (["--set", "road.coverage_angle_deg=180"], "road.coverage_angle_deg"),
     (["--set", "radio.num_antennas=\"many\""], "radio.num_antennas"),
     (["--set", "sweep.speed_kmh=[10, -20]"], "sweep.speed_kmh"),
-    (["--set", "schemes=[{name=\"zf\"}]"], "unknown scheme 'zf'; valid: gba, oracle, wmmse_ce, zf_sweep"),
+    (["--set", "schemes=[{name=\"zf\"}]"], "unknown scheme 'zf'; valid: gba, oracle, wmmse_cb, wmmse_ce, zf_sweep"),
 ])
 def test_invalid_scenarios_exit_2_with_one_line(tmp_path, overrides, key):
     result = v2xsim("run", HEADLINE, "--out", tmp_path, *overrides, "--quiet")

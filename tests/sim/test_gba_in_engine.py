@@ -144,3 +144,31 @@ def test_training_seeds_need_one_per_world_seed(scenario_factory):
 
     with pytest.raises((ConfigError, ValueError), match="one training seed per world seed"):
         scenario_factory(sweep={"seeds": [0, 1, 2], "training_seeds": [4]})
+
+
+def test_networks_trained_side_by_side_equal_those_trained_in_this_process(scenario_factory, tmp_path):
+    """prepare_models trains GBA-RSU and GBA-Vehicle in two worker processes at once; the
+    checkpoints hold exactly the weights that training in this process gives."""
+    from pathlib import Path
+
+    import torch
+
+    from v2xsim import build
+    from v2xsim.sim.runner import train_side_by_side
+    from v2xsim.store import ModelStore
+
+    options = {"training": TINY, "vehicle_training": TINY_VEHICLE, "data": TINY_DATA}
+    scenario = scenario_factory(schemes=[{"name": "gba", "options": options}])
+    parallel = ModelStore(tmp_path / "parallel", quiet=True)
+    written = train_side_by_side(scenario, parallel, [None], quiet=True, workers=2)
+    assert sorted(Path(path).name.split("-")[0] for path in written) == ["rsu", "vehicle"]
+    assert train_side_by_side(scenario, parallel, [None], quiet=True, workers=2) == []  # nothing left to train
+    serial = ModelStore(tmp_path / "serial", quiet=True)
+    assert train_side_by_side(scenario, serial, [None], quiet=True, workers=1) == []  # one core: prepare trains
+    build.schemes(scenario, serial)
+    for path in written:
+        name = Path(path).name
+        mine, theirs = torch.load(serial.path(name)), torch.load(path)
+        assert mine["model"].keys() == theirs["model"].keys()
+        for key, value in mine["model"].items():
+            assert torch.equal(value, theirs["model"][key]), (name, key)

@@ -29,6 +29,7 @@ from v2xsim.metrics import precoders
 if TYPE_CHECKING:  # pragma: no cover - types only
     from v2xsim.build import SchemeContext
     from v2xsim.sensing import SensorConfig
+    from v2xsim.training.jobs import TrainingJob
 
 Acquisition = Literal["none", "sweep", "sensing"]
 
@@ -153,6 +154,12 @@ class Scheme(ABC):
     def prepare(self, context: "SchemeContext") -> None:
         """Called once per run before the first alignment (learned schemes load their
         models from ``context.store`` here, trained for ``context``'s road and radio)."""
+
+    def training_jobs(self, context: "SchemeContext") -> list["TrainingJob"]:
+        """The trainings :meth:`prepare` would run on first use for ``context``, as
+        independent jobs (none once their models are in ``context.store``), so that a
+        sweep can train them side by side before preparing; default: none."""
+        return []
 
     @abstractmethod
     def feedback_bits(self, num_beams: int) -> int:

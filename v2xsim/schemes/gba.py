@@ -146,6 +146,29 @@ class GBA(Scheme):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"gba data / vehicle_training options: {error}") from None
 
+    def training_jobs(self, context: "SchemeContext") -> list:
+        """GBA-RSU's training (with its drops), and when predicting GBA-Vehicle's (with the
+        generation of its FLASH-like data set): independent, so they can run side by side."""
+        from v2xsim.training.jobs import job
+        from v2xsim.training.rsu import rsu_checkpoint, train_rsu
+
+        store = context.store
+        jobs = []
+        if self.checkpoint is None:
+            config = self.training_config(context)
+            checkpoint = rsu_checkpoint(config, store)
+            if not checkpoint.final.exists():
+                jobs.append(job("GBA-RSU", str(checkpoint.final), train_rsu, config, store=store))
+        if self.feedback_mode == "predicted" and self.vehicle_checkpoint is None:
+            from v2xsim.training.vehicle import trained_vehicle_model, vehicle_checkpoint
+
+            data_config, vehicle_config = self.vehicle_configs(context)
+            checkpoint = vehicle_checkpoint(data_config, vehicle_config, store)
+            if not checkpoint.final.exists():
+                jobs.append(job("GBA-Vehicle", str(checkpoint.final), trained_vehicle_model, data_config,
+                                vehicle_config, store=store))
+        return jobs
+
     def prepare(self, context: "SchemeContext") -> None:
         """Load GBA-RSU (and, when predicting, GBA-Vehicle) from the store or the given
         checkpoint files; the store trains them on first use."""

@@ -1,7 +1,19 @@
-"""Codebook-constrained beam and power optimisation (pure functions).
+"""Beam, precoder and power optimisation (pure functions).
 
-Notation: ``A`` (K, W) complex with ``A[k, w] = h_k^H c_w`` (the beam-space channel),
-``beams`` (K,) int (-1 = not served), ``powers`` (K,) [W].
+Notation: ``h`` (K, Nt) complex channels (row k is ``h_k``), ``A`` (K, W) complex with
+``A[k, w] = h_k^H c_w`` (the beam-space channel), ``beams`` (K,) int (-1 = not served),
+``powers`` (K,) [W], precoders ``V`` (Nt, K) complex including sqrt(power).
+
+Two families live here:
+
+- the WMMSE algorithm of Shi, Razaviyayn, Luo and He (2011) for a MISO broadcast channel
+  with single-antenna receivers and a total power budget, in the precoder domain
+  (:func:`wmmse_precoders`) and with fixed beams over the powers only
+  (:func:`wmmse_power`), plus the pieces that turn a free precoder into a codebook beam
+  (:func:`snap_to_codebook`, :func:`refit_powers`) -- the ``wmmse_ce`` baseline;
+- a codebook-aware joint search (:func:`optimise_allocation`): greedy coordinate ascent
+  over beams alternated with WMMSE power control from several starts -- ``wmmse_cb`` and
+  the oracle.
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from v2xsim import checks as check
-from v2xsim.metrics import rates_from_gains, shannon_rate
+from v2xsim.metrics import gain_matrix, rates_from_gains, shannon_rate
 
 
 def beam_space_channel(h: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -121,6 +133,24 @@ def _amplitudes_within_budget(numer: np.ndarray, weight: np.ndarray, p_max: floa
     if not np.any(live):
         return np.zeros_like(numer)
     n, w = numer[live], weight[live]
+    mu = _budget_multiplier(n, w, p_max)
+    out = np.zeros_like(numer)
+    out[live] = n / (w + mu)
+    total = (out ** 2).sum()
+    if total > p_max:  # rounding guard
+        out *= np.sqrt(p_max / total)
+    return out
+
+
+def _budget_multiplier(numer: np.ndarray, weight: np.ndarray, p_max: float) -> float:
+    """Smallest ``mu >= 0`` with ``sum (numer / (weight + mu))^2 <= p_max`` (up to a relative
+    1e-12), for ``numer > 0`` and ``weight >= 0``: the Lagrange multiplier of the power
+    budget in a WMMSE transmit update.
+
+    ``f(mu) = sum (numer / (weight + mu))^2 - p_max`` is convex and decreasing, so Newton's
+    method started left of the root climbs to it monotonically.
+    """
+    n, w = numer, weight
     mu = 0.0
     if np.any(w <= 0) or ((n / w) ** 2).sum() > p_max:
         mu = max(0.0, float(np.sqrt((n ** 2).sum() / p_max) - w.max()))  # f(mu) >= 0 here
@@ -131,12 +161,7 @@ def _amplitudes_within_budget(numer: np.ndarray, weight: np.ndarray, p_max: floa
                 break
             slope = -2.0 * (amp ** 2 / (w + mu)).sum()
             mu -= excess / slope
-    out = np.zeros_like(numer)
-    out[live] = n / (w + mu)
-    total = (out ** 2).sum()
-    if total > p_max:  # rounding guard
-        out *= np.sqrt(p_max / total)
-    return out
+    return mu
 
 
 def _improve_beams(beam_power: np.ndarray, beams: np.ndarray, powers: np.ndarray,
@@ -247,3 +272,214 @@ def optimise_allocation(
     beams, powers, rate = best
     beams = np.where(powers > 1e-12 * p_max, beams, -1)
     return beams, np.where(beams >= 0, powers, 0.0), float(rate)
+
+
+# ------------------------------------------------------------ precoder-domain WMMSE
+@dataclass(frozen=True)
+class PrecoderWMMSEResult:
+    """Output of :func:`wmmse_precoders`: precoders (Nt, K) including sqrt(power), and the
+    sum rate [bit/s/Hz] on the given channel after each iteration (``history[0]`` is the
+    initial point)."""
+
+    precoders: np.ndarray
+    history: np.ndarray
+
+
+def matched_filter_precoders(h: np.ndarray, p_max: float) -> np.ndarray:
+    """Maximum-ratio precoders ``sqrt(p_max / K') h_k / ||h_k||`` (Nt, K): the budget split
+    evenly over the K' vehicles with a non-zero channel; zero columns for the others."""
+    check.positive("p_max", p_max)
+    h = np.asarray(h, dtype=complex)
+    norms = np.linalg.norm(h, axis=1)
+    live = norms > 0
+    v = np.zeros((h.shape[1], h.shape[0]), dtype=complex)
+    if np.any(live):
+        v[:, live] = (h[live] / norms[live, None]).T * np.sqrt(p_max / int(live.sum()))
+    return v
+
+
+def random_precoders(h: np.ndarray, p_max: float, rng: np.random.Generator) -> np.ndarray:
+    """Random precoders (Nt, K): complex Gaussian columns for the vehicles with a non-zero
+    channel (zero columns for the others), scaled to spend exactly ``p_max``."""
+    check.positive("p_max", p_max)
+    h = np.asarray(h, dtype=complex)
+    live = np.linalg.norm(h, axis=1) > 0
+    shape = (h.shape[1], h.shape[0])
+    v = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * live[None, :]
+    total = float(np.sum(np.abs(v) ** 2))
+    return v * np.sqrt(p_max / total) if total > 0 else v
+
+
+def precoder_sum_rate(h: np.ndarray, precoders: np.ndarray, noise_power: float) -> float:
+    """Sum rate [bit/s/Hz] of precoders (Nt, K) on channels (K, Nt) (the one SINR of
+    :mod:`v2xsim.metrics`)."""
+    if np.asarray(h).shape[0] == 0:
+        return 0.0
+    return float(rates_from_gains(gain_matrix(h, precoders), noise_power).sum())
+
+
+def wmmse_precoders(
+    h: np.ndarray,
+    p_max: float,
+    noise_power: float,
+    *,
+    init: np.ndarray | None = None,
+    max_iters: int = 100,
+    tol: float = 1e-4,
+) -> PrecoderWMMSEResult:
+    """Sum-rate WMMSE precoding (Shi, Razaviyayn, Luo, He 2011, Algorithm 1) for a MISO
+    broadcast channel: K single-antenna receivers, total power budget
+    ``sum_k ||v_k||^2 <= p_max``.
+
+    With ``y_k = h_k^H x + n_k`` and ``J_k = sum_j |h_k^H v_j|^2 + sigma^2``, one iteration
+    updates, in turn,
+
+    - the MMSE receivers ``u_k = h_k^H v_k / J_k``,
+    - the MSE weights ``w_k = 1 / e_k`` with ``e_k = 1 - |h_k^H v_k|^2 / J_k = 1 / (1 + SINR_k)``,
+    - the precoders ``v_k = w_k u_k (A + mu I)^-1 h_k``, ``A = sum_j w_j |u_j|^2 h_j h_j^H``,
+      with the smallest ``mu >= 0`` that meets the budget.
+
+    Each step minimises the weighted MSE sum over one block, so the sum rate
+    ``sum_k -log2 e_k`` never decreases (Shi et al., Theorem 3); iterations stop when it
+    changes by less than ``tol`` (relative) or after ``max_iters``. ``(A + mu I)^-1`` is a
+    pseudo-inverse: ``h_k`` of every served vehicle lies in the range of ``A``, so the
+    directions ``A`` does not see carry no signal. A vehicle whose precoder starts at zero
+    (or whose channel is zero) stays unserved.
+
+    Args:
+        h: (K, Nt) complex channels.
+        p_max: power budget [W].
+        noise_power: receiver noise power [W].
+        init: (Nt, K) starting precoders (default :func:`matched_filter_precoders`);
+            rescaled onto the budget if they exceed it.
+        max_iters: iteration cap.
+        tol: relative change of the sum rate that ends the iterations.
+
+    Returns:
+        the last iterate and the sum rate after every iteration.
+    """
+    check.positive("p_max", p_max)
+    check.positive("noise_power", noise_power)
+    check.positive_int("max_iters", max_iters)
+    check.non_negative("tol", tol)
+    h = np.asarray(h, dtype=complex)
+    if h.ndim != 2:
+        raise ValueError(f"h must have shape (K, Nt), got {h.shape}")
+    num, num_antennas = h.shape
+    v = matched_filter_precoders(h, p_max) if init is None else np.array(init, dtype=complex)
+    if v.shape != (num_antennas, num):
+        raise ValueError(f"init must have shape (Nt={num_antennas}, K={num}), got {v.shape}")
+    check.finite_array("init", v)
+    if num == 0:
+        return PrecoderWMMSEResult(v, np.zeros(1))
+    spent = float(np.sum(np.abs(v) ** 2))
+    if spent > p_max:
+        v = v * np.sqrt(p_max / spent)
+    # scaled problem: unit noise and unit budget (rates unchanged), well-conditioned numbers
+    hs = h * np.sqrt(p_max / noise_power)
+    vs = v / np.sqrt(p_max)
+    history = [precoder_sum_rate(hs, vs, 1.0)]
+    for _ in range(max_iters):
+        cross = hs.conj() @ vs  # cross[k, j] = hs_k^H v_j
+        total = np.sum(np.abs(cross) ** 2, axis=1) + 1.0  # J_k
+        direct = np.diagonal(cross).copy()
+        u = direct / total
+        error = np.maximum(1.0 - np.abs(direct) ** 2 / total, 1e-300)
+        served = np.abs(u) > 0
+        w = np.where(served, 1.0 / error, 0.0)
+        covariance = (hs.T * (w * np.abs(u) ** 2)) @ hs.conj()  # A (Nt, Nt)
+        targets = hs.T * (w * u)  # column k: w_k u_k h_k
+        eigenvalues, basis = np.linalg.eigh(covariance)
+        projected = basis.conj().T @ targets
+        energy = np.sum(np.abs(projected) ** 2, axis=1)
+        seen = (eigenvalues > 1e-12 * max(float(eigenvalues.max()), 0.0)) & (energy > 0)
+        vs = np.zeros_like(vs)
+        if np.any(seen):
+            mu = _budget_multiplier(np.sqrt(energy[seen]), eigenvalues[seen], 1.0)
+            vs = basis[:, seen] @ (projected[seen] / (eigenvalues[seen] + mu)[:, None])
+            spent = float(np.sum(np.abs(vs) ** 2))
+            if spent > 1.0:  # rounding guard
+                vs /= np.sqrt(spent)
+        history.append(precoder_sum_rate(hs, vs, 1.0))
+        if abs(history[-1] - history[-2]) <= tol * max(abs(history[-1]), 1.0):
+            break
+    return PrecoderWMMSEResult(vs * np.sqrt(p_max), np.asarray(history))
+
+
+def snap_to_codebook(precoders: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Codebook beam nearest to each precoder's direction: ``argmax_b |v_k^H c_b|`` (the
+    beam with the largest correlation with ``v_k / ||v_k||``), shape (K,); -1 where the
+    precoder is zero. Ties go to the lower beam index."""
+    v = np.asarray(precoders)
+    codebook = np.asarray(codebook)
+    if v.ndim != 2 or codebook.ndim != 2 or v.shape[0] != codebook.shape[0]:
+        raise ValueError(f"precoders (Nt, K) and codebook (Nt, W) must share Nt, got {v.shape} and {codebook.shape}")
+    if v.shape[1] == 0:
+        return np.zeros(0, dtype=int)
+    correlation = np.abs(codebook.conj().T @ v)  # (W, K)
+    beams = np.argmax(correlation, axis=0)
+    return np.where(np.linalg.norm(v, axis=0) > 0, beams, -1)
+
+
+def refit_powers(
+    beam_space: np.ndarray,
+    beams: np.ndarray,
+    p_max: float,
+    noise_power: float,
+    *,
+    init_powers: np.ndarray | None = None,
+    max_iters: int = 200,
+    tol: float = 1e-4,
+) -> WMMSEResult:
+    """Powers for fixed codebook beams by WMMSE power control (:func:`wmmse_power`) on the
+    beam-space channel ``A`` (K, W): ``sum p <= p_max``, ``p >= 0``, 0 for unserved vehicles.
+
+    Args:
+        beam_space: ``A[k, w] = h_k^H c_w`` (K, W).
+        beams: (K,) codebook index per vehicle, -1 = not served.
+        p_max: power budget [W].
+        noise_power: noise power [W].
+        init_powers: (K,) starting powers (default: equal split over the served vehicles);
+            a served vehicle that starts at 0 stays at 0.
+        max_iters, tol: as in :func:`wmmse_power`.
+    """
+    beam_power = np.abs(np.asarray(beam_space)) ** 2
+    beams = np.asarray(beams, dtype=int)
+    if beams.shape != (beam_power.shape[0],):
+        raise ValueError(f"beams must have shape (K,) = ({beam_power.shape[0]},), got {beams.shape}")
+    served = beams >= 0
+    if init_powers is not None:
+        init_powers = np.where(served, np.asarray(init_powers, dtype=float), 0.0)
+        if np.any(~np.isfinite(init_powers)) or np.any(init_powers < 0):
+            raise ValueError("init_powers must be finite and >= 0")
+    g_abs = np.sqrt(selected_gains(beam_power, beams, served.astype(float)))
+    result = wmmse_power(g_abs, p_max, noise_power, init_powers=init_powers, max_iters=max_iters, tol=tol)
+    return WMMSEResult(np.where(served, result.powers, 0.0), result.history)
+
+
+def snapped_wmmse_allocation(
+    h: np.ndarray,
+    codebook: np.ndarray,
+    p_max: float,
+    noise_power: float,
+    *,
+    init: np.ndarray | None = None,
+    max_iters: int = 100,
+    power_iters: int = 200,
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codebook allocation from free precoders: :func:`wmmse_precoders` on ``h`` (K, Nt),
+    each precoder snapped to its nearest beam (:func:`snap_to_codebook`), powers refitted
+    for those beams by :func:`refit_powers` starting from the precoders' powers
+    ``||v_k||^2``. Vehicles left with no power (below ``1e-12 p_max``) are unserved.
+
+    Returns:
+        beams (K,) (-1 = not served), powers (K,) [W] with ``sum <= p_max``.
+    """
+    precoders = wmmse_precoders(h, p_max, noise_power, init=init, max_iters=max_iters, tol=tol).precoders
+    beams = snap_to_codebook(precoders, codebook)
+    powers = refit_powers(beam_space_channel(h, codebook), beams, p_max, noise_power,
+                          init_powers=np.sum(np.abs(precoders) ** 2, axis=0), max_iters=power_iters,
+                          tol=tol).powers
+    beams = np.where(powers > 1e-12 * p_max, beams, -1)
+    return beams, np.where(beams >= 0, powers, 0.0)

@@ -81,11 +81,15 @@ class SchemeRunner:
         compute_s: configured RSU computation time [s], or None to use the measured wall
             time of the scheme's call (not reproducible bit for bit).
         rng: the scheme's random generator.
+        measurement_rng: generator of the sweep measurement noise (a non-ideal
+            ``radio.measurement``); None: a child of ``rng`` (``rng.spawn``, which leaves
+            ``rng``'s own draws as they are). Never used with the ideal measurement.
     """
 
     def __init__(self, *, env: simpy.Environment, world: World, scheme: Scheme, label: str,
                  timing: TimingModel, policy: RealignmentPolicy, aging: bool,
-                 compute_s: float | None, rng: np.random.Generator) -> None:
+                 compute_s: float | None, rng: np.random.Generator,
+                 measurement_rng: np.random.Generator | None = None) -> None:
         self.env = env
         self.world = world
         self.scheme = scheme
@@ -95,6 +99,9 @@ class SchemeRunner:
         self.aging = aging
         self.compute_s = compute_s
         self.rng = rng
+        if measurement_rng is None and not world.radio.measurement.ideal:
+            measurement_rng = rng.spawn(1)[0]
+        self.measurement_rng = measurement_rng
         self.backchannel = simpy.Resource(env, capacity=1)
         self.cycles: list[Cycle] = []
         self._cycle: Cycle | None = None
@@ -194,10 +201,13 @@ class SchemeRunner:
     def _observe(self, snap: Snapshot, keep: np.ndarray, rss: np.ndarray | None,
                  feedback: np.ndarray | None) -> Observation:
         """What the RSU side may use: the reports of the vehicles, and the true channels
-        only for genie schemes."""
+        only for genie schemes. The codebook is the beams the RSU believes it sends: the
+        array's real beams for genie schemes and a calibrated (or ideal) array, the
+        nominal codebook otherwise (:attr:`Radio.model_codebook`)."""
         radio = self.world.radio
         return Observation(
-            codebook=radio.codebook, p_max=radio.p_max, noise_power=radio.noise_power,
+            codebook=radio.codebook if self.scheme.needs_csi else radio.model_codebook,
+            p_max=radio.p_max, noise_power=radio.noise_power,
             feedback_threshold=radio.feedback_threshold,
             channels=snap.channels[keep] if self.scheme.needs_csi else None,
             rss=rss, feedback=feedback, rng=self.rng,
@@ -228,13 +238,16 @@ class SchemeRunner:
                 yield self.env.timeout(slot)
 
     def _measure_beam(self, members: np.ndarray, beam: int, rss: np.ndarray) -> None:
-        """Fill ``rss[:, beam]`` for the members still on the road, channel of now."""
+        """Fill ``rss[:, beam]`` for the members still on the road, channel of now: the
+        received power of the array's real beam, as the vehicles measure it from the SSW
+        frame (:meth:`Radio.measure`; exact with the ideal measurement)."""
         ids, channels = self.world.channels_at(self.env.now)
         present = np.isin(members, ids)
         if present.any():
             h = channels[_rows_of(ids, members[present])]
             radio = self.world.radio
-            rss[present, beam] = radio.p_max * np.abs(h.conj() @ radio.codebook[:, beam]) ** 2
+            power = radio.p_max * np.abs(h.conj() @ radio.codebook[:, beam]) ** 2
+            rss[present, beam] = radio.measure(power, self.measurement_rng)
 
     def _send(self, bits: int):
         with self.backchannel.request() as request:

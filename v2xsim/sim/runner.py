@@ -3,10 +3,9 @@ per-point checkpoints, and writes the outputs."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
-from contextlib import contextmanager
-from typing import Iterator
 import sys
 import time
 from pathlib import Path
@@ -17,27 +16,12 @@ from v2xsim.config import Scenario
 from v2xsim.errors import ConfigError
 from v2xsim.executors import Executor, create_executor
 from v2xsim.progress import quiet_mode
+from v2xsim.registry import SCHEME
 from v2xsim.sim.engine import RunOutput, run_point
 from v2xsim.sim.results import result_rows, write_outputs
 from v2xsim.store import ModelStore
-
-
-#: PyTorch intra-op threads of a process running sweep points (as the local executor's
-#: workers have): more threads than cores left per point only oversubscribe the CPU
-POINT_TORCH_THREADS = 1
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the body with ``count`` PyTorch threads, then restore the previous setting."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+from v2xsim.threads import POINT_TORCH_THREADS, torch_threads
+from v2xsim.training.jobs import TrainingJob, run_job, unique_jobs
 
 
 def scenario_hash(scenario: Scenario) -> str:
@@ -61,9 +45,35 @@ def prepare_models(scenario: Scenario, *, quiet: bool = False) -> dict[str, str]
     training_seeds = sorted({scenario.training_seed_for(seed) for seed in (scenario.sweep.seeds or [scenario.seed])},
                             key=lambda t: -1 if t is None else t)
     with quiet_mode(quiet):
+        train_side_by_side(scenario, store, training_seeds, quiet=quiet)
         for training_seed in training_seeds:
             build.schemes(scenario, store, training_seed=training_seed)
     return dict(sorted(store.used.items()))
+
+
+def train_side_by_side(scenario: Scenario, store: ModelStore, training_seeds: list[int | None], *,
+                       quiet: bool = False, workers: int | None = None) -> list[str]:
+    """Train every network the scenario's schemes still miss (all training seeds) in
+    parallel worker processes, one per core (up to ``workers``); returns the checkpoints
+    written. With fewer than two jobs or one core nothing runs here: ``prepare`` trains
+    in this process. Same bits either way (training uses a fixed thread count)."""
+    jobs: list[TrainingJob] = []
+    for training_seed in training_seeds:
+        context = build.scheme_context(scenario, store, training_seed=training_seed)
+        for spec in scenario.schemes:
+            jobs.extend(SCHEME.create(spec.name, dict(spec.options)).training_jobs(context))
+    jobs = unique_jobs(jobs)
+    count = min(len(jobs), workers or min(2, os.cpu_count() or 1))
+    if count < 2:
+        return []
+    if not quiet:
+        print(f"training {len(jobs)} networks side by side in {count} processes: "
+              f"{', '.join(j.label for j in jobs)} (first run only; cached afterwards)", file=sys.stderr)
+    written = []
+    with create_executor("local", workers=count) as executor:
+        for _, key in executor.map(run_job, [(training, quiet) for training in jobs]):
+            written.append(key)
+    return written
 
 
 def run_sweep(scenario: Scenario, *, checkpoint_dir: Path | None = None, workers: int | None = None,

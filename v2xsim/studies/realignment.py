@@ -78,12 +78,13 @@ def run_realignment_study(study: RealignmentStudy, base, out_dir: Path, *, quiet
     """Run every point (local worker processes), write table.csv, summary.csv, table.md,
     summary.json and effective_sum_rate_vs_period.png."""
     from v2xsim.executors import create_executor
-    from v2xsim.sim.runner import _run_one, prepare_models, torch_threads
+    from v2xsim.sim.runner import _run_one, prepare_models
+    from v2xsim.threads import POINT_TORCH_THREADS, torch_threads
 
     prepare_models(base, quiet=quiet)
     points = study_points(study, base)
     rows: list[dict[str, Any]] = []
-    with create_executor("local", workers=workers) as executor, torch_threads(1):
+    with create_executor("local", workers=workers) as executor, torch_threads(POINT_TORCH_THREADS):
         for done, (index, output) in enumerate(executor.map(_run_one, [(s, p) for _, s, p in points]), start=1):
             factor, scenario, _ = points[index]
             for row in output.rows:

@@ -3,7 +3,8 @@ and Fig. 5 (GNN vs MLP vs Transformer, with and without vehicle reordering).
 
 Every variant is trained (or loaded from the cache) on FLASH-like drops with ground-truth
 feedback, then evaluated on held-out drops per K, with the vehicles in road order and
-randomly reordered; classical schemes are evaluated on the same drops.
+randomly reordered; classical schemes (``baselines``: by default ``zf_sweep``, the paper's
+``wmmse_ce``, the stronger ``wmmse_cb`` and the ``oracle``) are evaluated on the same drops.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class RSUStudy(BaseModel):
     radio: PluginOptions = Field(default_factory=dict)
     road: PluginOptions = Field(default_factory=dict)
     variants: list[VariantConfig] = Field(min_length=1)
-    baselines: list[str] = Field(default_factory=lambda: ["zf_sweep", "wmmse_ce", "oracle"])
+    baselines: list[str] = Field(default_factory=lambda: ["zf_sweep", "wmmse_ce", "wmmse_cb", "oracle"])
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> RSUStudy:

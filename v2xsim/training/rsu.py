@@ -11,7 +11,6 @@ interrupted training resumes from its last partial checkpoint.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -27,8 +26,9 @@ from v2xsim.metrics import binary_feedback
 from v2xsim.models.gba_rsu import GBARSU
 from v2xsim.models.rates import sum_rate as torch_sum_rate
 from v2xsim.models.rsu_variants import MLPRSU, TransformerRSU
-from v2xsim.progress import silenced
-from v2xsim.store import ModelStore
+from v2xsim.progress import report, report_every_s, silenced
+from v2xsim.store import Checkpoint, ModelStore
+from v2xsim.threads import TRAINING_TORCH_THREADS, torch_threads
 
 ARCHITECTURES = ("gnn", "mlp", "transformer")
 CHECKPOINT_FORMAT = 2
@@ -266,15 +266,27 @@ def _train_steps(model, optimizer, scheduler, drops: DropSet, config: RSUTrainin
 def train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None = None, quiet: bool = False,
               drops: DropSet | None = None, stop_after: int | None = None) -> torch.nn.Module:
     """The RSU network of ``config`` from the model store, trained on first use; returned
-    in eval mode.
+    in eval mode. Training runs on :data:`~v2xsim.threads.TRAINING_TORCH_THREADS` PyTorch
+    threads whatever the machine, so the trained bits do not depend on its core count.
 
     ``stop_after`` ends this session after that many total steps, leaving a partial
     checkpoint that the next call resumes from (the result is then bit-identical to an
     uninterrupted run).
     """
+    with torch_threads(TRAINING_TORCH_THREADS):
+        return _train_rsu(config, store=store, quiet=quiet, drops=drops, stop_after=stop_after)
+
+
+def rsu_checkpoint(config: RSUTrainingConfig, store: ModelStore) -> Checkpoint:
+    """The store's checkpoint files of the RSU network of ``config``."""
+    return store.checkpoint("rsu", config.key())
+
+
+def _train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None, quiet: bool, drops: DropSet | None,
+               stop_after: int | None) -> torch.nn.Module:
     store = store or ModelStore()
     quiet = quiet or store.quiet or silenced()
-    checkpoint = store.checkpoint("rsu", config.key())
+    checkpoint = rsu_checkpoint(config, store)
     num_beams = int(config.data.radio["num_beams"])
     model = build_model(config, num_beams)
     finished = checkpoint.finished()
@@ -304,13 +316,12 @@ def train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None = None, qui
 
     def progress(done: int, rate: float) -> None:
         now = time.perf_counter()
-        if not quiet and (now - shown[0] > PROGRESS_EVERY_S or done == total):
+        if not quiet and (now - shown[0] > report_every_s(PROGRESS_EVERY_S) or done == total):
             shown[0] = now
             elapsed = now - started
             left = elapsed / max(done - step, 1) * (total - done)
-            print(f"\rtraining {config.architecture} RSU: step {done}/{total}, batch sum rate {rate:.2f} "
-                  f"bit/s/Hz, {elapsed:.0f} s, about {left:.0f} s left", end="\n" if done == total else "",
-                  file=sys.stderr, flush=True)
+            report(f"training {config.architecture} RSU: step {done}/{total}, batch sum rate {rate:.2f} "
+                   f"bit/s/Hz, {elapsed:.0f} s, about {left:.0f} s left", last=done == total)
 
     model.train()
     if stop_after is not None and stop_after < total:

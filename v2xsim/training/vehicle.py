@@ -10,7 +10,6 @@ progress, checkpoints every epoch and resumes an interrupted run.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -22,8 +21,9 @@ from v2xsim.cache import config_hash
 from v2xsim.data.flash_like import FlashLikeConfig, dataset_dir, generate_flash_like, load_flash_like
 from v2xsim.metrics import bit_accuracy, exact_match_accuracy, top1_beam_hit
 from v2xsim.models.gba_vehicle import DEPLOYMENTS, FUSIONS, IMAGE_SHAPE, LIDAR_SHAPE, MODALITIES, GBAVehicle
-from v2xsim.progress import silenced
-from v2xsim.store import ModelStore
+from v2xsim.progress import report, report_every_s, silenced
+from v2xsim.store import Checkpoint, ModelStore
+from v2xsim.threads import TRAINING_TORCH_THREADS, torch_threads
 
 CHECKPOINT_FORMAT = 2
 #: seconds between progress lines
@@ -65,7 +65,8 @@ class SensorSet:
     def from_episodes(cls, episodes: Mapping[int, Mapping[str, np.ndarray]],
                       indices: Mapping[int, np.ndarray] | None = None) -> "SensorSet":
         """Concatenate :func:`~v2xsim.data.flash.load_flash` episodes (optionally only the
-        sample ``indices`` of each); missing modalities are marked unavailable."""
+        sample ``indices`` of each); missing modalities are marked unavailable. Labels are
+        the episode's ``feedback`` bits when it has them, else ``rss > 0``."""
         parts: dict[str, list[np.ndarray]] = {name: [] for name in cls.__dataclass_fields__}
         for number in sorted(episodes):
             data = episodes[number]
@@ -76,7 +77,10 @@ class SensorSet:
                 parts[name].append(np.asarray(data[name])[rows].astype(dtype) if name in data
                                    else np.zeros((n, *shape), dtype=dtype))
             parts["rss"].append(np.asarray(data["rss"], dtype=np.float32)[rows])
-            parts["feedback"].append((np.asarray(data["rss"])[rows] > 0).astype(np.float32))
+            # the W feedback bits: stored by the 802.11ad measurement model (there rss > 0
+            # only means "sector decoded"), else every reported sector is above the threshold
+            bits = data["feedback"] if "feedback" in data else np.asarray(data["rss"]) > 0
+            parts["feedback"].append((np.asarray(bits)[rows] > 0).astype(np.float32))
             have = np.asarray(data["available"], dtype=bool)[rows] if "available" in data else \
                 np.tile([("gps" in data), ("image" in data), ("lidar" in data)], (n, 1))
             parts["available"].append(have)
@@ -182,12 +186,21 @@ def train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], 
     """GBA-Vehicle of ``config`` trained on ``data`` with BCE, from the model store or
     trained on first use; returned in eval mode. ``stop_after_epochs`` ends the session
     early, leaving a partial checkpoint that the next call resumes (then bit-identical to
-    an uninterrupted run).
+    an uninterrupted run). Training runs on :data:`~v2xsim.threads.TRAINING_TORCH_THREADS`
+    PyTorch threads whatever the machine, so the trained bits do not depend on its cores.
 
     The checkpoint is named by the configuration and ``data_key`` (default: a hash of
     every array). With a ``data_key``, ``data`` may be a function that loads the samples;
     it is only called when there is no finished checkpoint.
     """
+    with torch_threads(TRAINING_TORCH_THREADS):
+        return _train_vehicle(config, data, data_key=data_key, store=store, quiet=quiet,
+                              stop_after_epochs=stop_after_epochs)
+
+
+def _train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], SensorSet], *,
+                   data_key: str | None, store: ModelStore | None, quiet: bool,
+                   stop_after_epochs: int | None) -> GBAVehicle:
     store = store or ModelStore()
     quiet = quiet or store.quiet or silenced()
     if data_key is None:
@@ -240,17 +253,16 @@ def train_vehicle(config: VehicleTrainingConfig, data: SensorSet | Callable[[], 
             optimizer.step()
             total += float(loss.detach())
             now = time.perf_counter()
-            if not quiet and now - shown > PROGRESS_EVERY_S:
+            if not quiet and now - shown > report_every_s(PROGRESS_EVERY_S):
                 shown = now
                 done = (epoch - first_epoch) * steps_per_epoch + step + 1
                 left = (now - started) / done * ((last - first_epoch) * steps_per_epoch - done)
-                print(f"\rtraining GBA-Vehicle: epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps_per_epoch}, "
-                      f"BCE {total / (step + 1):.4f}, {now - started:.0f} s, about {left:.0f} s left", end="",
-                      file=sys.stderr, flush=True)
+                report(f"training GBA-Vehicle: epoch {epoch + 1}/{config.epochs}, step {step + 1}/{steps_per_epoch}, "
+                       f"BCE {total / (step + 1):.4f}, {now - started:.0f} s, about {left:.0f} s left")
         checkpoint.save_progress(model=model, optimizer=optimizer, generator=generator, epoch=epoch + 1)
     if not quiet:
-        print(f"\rtraining GBA-Vehicle: {last}/{config.epochs} epochs, {time.perf_counter() - started:.0f} s",
-              file=sys.stderr, flush=True)
+        report(f"training GBA-Vehicle: {last}/{config.epochs} epochs, {time.perf_counter() - started:.0f} s",
+               last=True)
     if last == config.epochs:
         recalibrate_batchnorm(model, data, batch_size=config.batch_size * 4)
         checkpoint.save_final({"model": model.state_dict(), "config": asdict(config), "format": CHECKPOINT_FORMAT,
@@ -272,6 +284,12 @@ def trained_vehicle_model(data_config: FlashLikeConfig, config: VehicleTrainingC
 
     # the data set's folder name hashes its configuration: it names the checkpoint too
     return train_vehicle(config, samples, data_key=root.name, store=store)
+
+
+def vehicle_checkpoint(data_config: FlashLikeConfig, config: VehicleTrainingConfig, store: ModelStore) -> Checkpoint:
+    """The store's checkpoint files of the GBA-Vehicle that :func:`trained_vehicle_model`
+    trains for ``data_config`` and ``config``."""
+    return store.checkpoint("vehicle", config.key(dataset_dir(data_config, store.directory).name))
 
 
 @torch.no_grad()
