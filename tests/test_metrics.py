@@ -161,3 +161,31 @@ def test_modality_completeness_averages_per_vehicle_ratios():
     np.testing.assert_allclose(modality_completeness(counts), [2 / 3, 1 / 3, 0.5])
     with pytest.raises(ValueError, match="sample_counts"):
         modality_completeness(np.array([1, 2]))
+
+
+@pytest.mark.parametrize("snr_db,target", [(0.0, 5.0), (24.7, 12.79), (-10.0, 1.0)])
+def test_power_offset_meets_the_target_rate_exactly(snr_db, target):
+    from v2xsim.metrics import power_offset_db_for_rate
+
+    snr = np.full(7, 10 ** (snr_db / 10))
+    expected = 10 * np.log10((2 ** target - 1) / snr[0])  # log2(1 + g snr) = target
+    assert power_offset_db_for_rate(snr, target) == pytest.approx(expected, abs=1e-5)
+
+
+def test_power_offset_of_mixed_snrs_gives_the_target_mean():
+    from v2xsim.metrics import power_offset_db_for_rate
+
+    snr = np.array([0.0, 1.0, 100.0, 1e4])
+    gain = 10 ** (power_offset_db_for_rate(snr, 8.0) / 10)
+    assert np.mean(np.log2(1 + gain * snr)) == pytest.approx(8.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("snr,target,message", [
+    ([np.nan, 1.0], 5.0, "snr must be"), ([0.0, 0.0], 5.0, "every sample is silent"),
+    ([1.0], float("inf"), "target_rate"), ([1.0], -1.0, "target_rate"), ([1.0], 500.0, "out of reach"),
+])
+def test_power_offset_refuses_bad_input(snr, target, message):
+    from v2xsim.metrics import power_offset_db_for_rate
+
+    with pytest.raises(ValueError, match=message):
+        power_offset_db_for_rate(np.array(snr), target)

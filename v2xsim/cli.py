@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -62,13 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a scenario value (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
-    radio = sub.add_parser("radio", help="sector statistics of a scenario's sweeps: ideal vs hardware array")
+    radio = sub.add_parser("radio", help="sector statistics of a scenario's sweeps (ideal vs hardware array) "
+                                         "and its link budget against the GBA paper's")
     radio.add_argument("scenario", help="TOML scenario file")
     radio.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a scenario value, e.g. --set radio.array.phase_bits=3 (repeatable)")
     radio.add_argument("--trials", type=int, default=25, metavar="N",
                        help="FLASH-like trials per category (4 categories x N trials x 10 vehicles x 4 samples)")
-    radio.add_argument("--out", default=None, help="directory for sector_statistics.csv and sector_patterns.png")
+    radio.add_argument("--k1-target", type=float, default=None, metavar="RATE",
+                       help="K = 1 oracle rate [bit/s/Hz] to calibrate the transmit power for "
+                            "(default: the GBA paper's 12.79, Table III)")
+    radio.add_argument("--out", default=None,
+                       help="directory for sector_statistics.csv, sector_patterns.png and link_budget.json")
     return parser
 
 
@@ -138,8 +145,6 @@ def _fl(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    import json
-
     from v2xsim.data.flash_like import config_from_overrides, generate_flash_like
 
     overrides = list(args.overrides)
@@ -157,23 +162,30 @@ def _radio(args: argparse.Namespace) -> int:
     from v2xsim.config import load_scenario
     from v2xsim.data.flash_like import sector_study
     from v2xsim.plots import sector_patterns
+    from v2xsim.studies.link_budget import link_budget
 
     if args.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
+    if args.k1_target is not None and not (math.isfinite(args.k1_target) and args.k1_target > 0):
+        raise ConfigError(f"--k1-target must be a finite rate > 0 [bit/s/Hz], got {args.k1_target}")
     scenario = load_scenario(args.scenario, args.overrides)
+    budget = link_budget(road=scenario.road, radio=scenario.radio, blockers=scenario.blockers, seed=scenario.seed,
+                         **({} if args.k1_target is None else {"target_rate": args.k1_target}))
     study = sector_study(name=scenario.name, road=scenario.road, radio=scenario.radio, blockers=scenario.blockers,
                          seed=scenario.seed, backend=scenario.channel.backend, channel=dict(scenario.channel.options),
                          trials_per_category=args.trials)
     print(study.table(), end="")
+    print(budget.table(), end="")
     if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        (out / "link_budget.json").write_text(json.dumps(budget.as_dict(), indent=2) + "\n")
         study.write_samples(out / "sector_statistics.csv")
         ideal, hardware = list(study.codebooks)[1:]
         arrays = {"ideal array": study.codebooks[ideal], "hardware array": study.codebooks[hardware]}
         sector_patterns(arrays, out / "sector_patterns.png", coverage_angle_deg=scenario.road.coverage_angle_deg,
                         title=f"Sector patterns of the RSU array ({scenario.name})")
-        print(f"wrote {out / 'sector_statistics.csv'} and {out / 'sector_patterns.png'}", file=sys.stderr)
+        print(f"wrote {out / 'sector_statistics.csv'}, {out / 'sector_patterns.png'} and {out / 'link_budget.json'}", file=sys.stderr)
     return 0
 
 

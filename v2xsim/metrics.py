@@ -6,6 +6,8 @@ Powers are in watts, rates in bits/s/Hz.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from v2xsim import checks as check
@@ -225,3 +227,29 @@ def modality_completeness(sample_counts: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(peak > 0, counts / np.where(peak > 0, peak, 1), 0.0)
     return ratio.mean(axis=0)
+
+
+def power_offset_db_for_rate(snr: np.ndarray, target_rate: float, *, low_db: float = -100.0,
+                             high_db: float = 100.0, tol_db: float = 1e-6) -> float:
+    """Gain ``g`` [dB] such that the mean of ``log2(1 + 10^(g/10) snr)`` over the samples
+    equals ``target_rate`` [bit/s/Hz] (single-user rates of ``snr`` (N,) linear SNRs with
+    every sample's gain raised by ``g`` dB, e.g. more transmit power or array gain).
+    The mean rate grows strictly with ``g``, so bisection finds the unique answer."""
+    snr = np.asarray(snr, dtype=float)
+    if snr.size == 0 or not np.all(np.isfinite(snr)) or np.any(snr < 0):
+        raise ValueError("snr must be a non-empty array of finite values >= 0")
+    if not np.any(snr > 0):
+        raise ValueError("snr: every sample is silent (0); no gain reaches a rate")
+    if not (math.isfinite(target_rate) and target_rate > 0):
+        raise ValueError(f"target_rate must be a finite rate > 0 [bit/s/Hz], got {target_rate}")
+
+    def mean_rate(gain_db: float) -> float:
+        return float(np.mean(shannon_rate(db_to_linear(gain_db) * snr, 0.0, 1.0)))
+
+    if not mean_rate(low_db) <= target_rate <= mean_rate(high_db):
+        raise ValueError(f"target_rate {target_rate} bit/s/Hz is out of reach within "
+                         f"[{low_db}, {high_db}] dB of gain")
+    while high_db - low_db > tol_db:
+        middle = 0.5 * (low_db + high_db)
+        low_db, high_db = (middle, high_db) if mean_rate(middle) < target_rate else (low_db, middle)
+    return 0.5 * (low_db + high_db)

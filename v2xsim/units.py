@@ -25,3 +25,9 @@ def watt_to_dbm(value_w):
     """Watts to dBm (``-inf`` for 0 W)."""
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(np.asarray(value_w, dtype=float)) + 30.0
+
+
+def linear_to_db(value):
+    """A linear power ratio to decibels (``-inf`` for 0)."""
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.asarray(value, dtype=float))
