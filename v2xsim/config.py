@@ -532,7 +532,8 @@ def key_reference() -> str:
         "channel.backend": "channel backend: `geometric`, `sionna_rt` or a registered plug-in",
         "channel.aging": "follow the channel at every sub-step while beams serve (see `[simulation]`); "
                          "false: hold the rate of the alignment instant (frozen channel)",
-        "channel.options": "keyword arguments of the backend (e.g. `scene` for `sionna_rt`); unknown "
+        "channel.options": "keyword arguments of the backend (e.g. `scene` for `sionna_rt`; `blockage_db`, "
+                           "`vehicle_reflections`, `reflection_db` for `geometric`, docs/radio.md §5); unknown "
                            "ones are refused",
         "traffic.pattern": "`constant`: exactly K cars (a car leaving re-enters at the start of its "
                            "lane); `poisson` / `platoon`: random arrivals with mean K; `fixed`: `arrivals`",
