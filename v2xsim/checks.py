@@ -34,6 +34,13 @@ def positive_int(name: str, value: int) -> int:
     return int(value)
 
 
+def non_negative_int(name: str, value: int) -> int:
+    """``value`` as an int >= 0 (bools and fractions refused), else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def angle_in_open_interval(name: str, value: float, upper: float) -> float:
     value = finite(name, value)
     if not 0 < value < upper:

@@ -172,3 +172,33 @@ def test_networks_trained_side_by_side_equal_those_trained_in_this_process(scena
         assert mine["model"].keys() == theirs["model"].keys()
         for key, value in mine["model"].items():
             assert torch.equal(value, theirs["model"][key]), (name, key)
+
+
+def test_predicted_mode_retrains_gba_rsu_on_gba_vehicles_feedback(scenario_factory):
+    """Stage 3 by default: after both networks, GBA-RSU is retrained on the FLASH-like
+    snapshots with GBA-Vehicle's predicted bits; stage3_steps = 0 keeps stage 1."""
+    import torch
+
+    from v2xsim import build
+    from v2xsim.store import ModelStore
+    from v2xsim.training.stage3 import vehicle_drops
+
+    options = {"training": TINY, "vehicle_training": TINY_VEHICLE, "data": TINY_DATA, "stage3_steps": 20}
+    scenario = scenario_factory(schemes=[{"name": "gba", "options": options}])
+    store = ModelStore(quiet=True)
+    (_, scheme), = build.schemes(scenario, store)
+    names = [name for name in store.used if name.startswith("rsu-")]
+    assert len(names) == 2  # stage 1, then stage 3 from it
+    final = torch.load(store.path(names[-1] + ".pt"), weights_only=False)
+    assert final["config"]["stage3_feedback"] == "vehicle" and final["config"]["stage3_steps"] == 20
+    assert final["config"]["stage3_source"].startswith("flashlike-")
+    for key, value in scheme.model.state_dict().items():
+        assert torch.equal(value, final["model"][key])
+    data_config, _ = scheme.vehicle_configs(build.scheme_context(scenario, store))
+    drops = vehicle_drops(data_config, scheme.vehicle_model, store=store)
+    assert drops.predicted.shape == drops.feedback.shape == (len(drops.mask), TINY_DATA["num_episodes"], 34)
+    assert drops.mask.all() and set(np.unique(drops.predicted)) <= {0.0, 1.0}
+    plain = scenario_factory(schemes=[{"name": "gba", "options": {**options, "stage3_steps": 0}}])
+    store = ModelStore(quiet=True)
+    build.schemes(plain, store)
+    assert len([name for name in store.used if name.startswith("rsu-")]) == 1

@@ -15,6 +15,7 @@ the scenario's road, radio and blockers on first use (``v2xsim train`` does it a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,6 +66,10 @@ class GBA(Scheme):
         data: overrides of :class:`v2xsim.data.flash_like.FlashLikeConfig` (road, radio and
             blockers follow the scenario).
         vehicle_checkpoint: a trained GBA-Vehicle checkpoint file instead of training.
+        stage3_steps: with predicted feedback, GBA-RSU is retrained after GBA-Vehicle
+            (seed 002 stage 3, :mod:`v2xsim.training.stage3`) for this many steps on the
+            vehicles' own snapshots with GBA-Vehicle's predicted feedback; 0 = stage 1
+            only (also used whenever ``checkpoint`` gives GBA-RSU).
     """
 
     name = "gba"
@@ -74,7 +79,8 @@ class GBA(Scheme):
                  training: dict[str, Any] | None = None, checkpoint: str | None = None,
                  sensors: list[str] | tuple[str, ...] = MODALITIES, sensor_loss: float = 0.0,
                  deployment: str = "pruning", vehicle_training: dict[str, Any] | None = None,
-                 data: dict[str, Any] | None = None, vehicle_checkpoint: str | None = None) -> None:
+                 data: dict[str, Any] | None = None, vehicle_checkpoint: str | None = None,
+                 stage3_steps: int | None = None) -> None:
         if feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_MODES)}, got {feedback!r}")
         self.feedback_mode = feedback
@@ -97,6 +103,10 @@ class GBA(Scheme):
         self.vehicle_training = dict(vehicle_training or {})
         self.data = dict(data or {})
         self.vehicle_checkpoint = vehicle_checkpoint
+        from v2xsim.training.stage3 import STAGE3_STEPS
+
+        self.stage3_steps = STAGE3_STEPS if stage3_steps is None else check.non_negative_int("stage3_steps",
+                                                                                             stage3_steps)
         # declared capabilities (read by the engine)
         self.uses_sensors = feedback == "predicted"
         self.knows_true_feedback = not self.uses_sensors
@@ -190,6 +200,24 @@ class GBA(Scheme):
                 context.store.record(f"gba vehicle_checkpoint {self.vehicle_checkpoint}", self.vehicle_checkpoint)
             else:
                 self.vehicle_model = trained_vehicle_model(data_config, vehicle_config, store=context.store)
+            if self.stage3_steps and self.checkpoint is None:
+                self.model = self._retrained_rsu(context, config, data_config, vehicle_config)
+
+    def _retrained_rsu(self, context: "SchemeContext", stage1, data_config, vehicle_config):
+        """GBA-RSU after stage 3 on GBA-Vehicle's predictions (trained on first use)."""
+        from v2xsim.data.flash_like import dataset_dir
+        from v2xsim.store import file_digest
+        from v2xsim.training.stage3 import retrain_rsu, stage3_config, vehicle_drops
+        from v2xsim.training.vehicle import vehicle_checkpoint
+
+        if self.vehicle_checkpoint is not None:
+            vehicle = f"file-{file_digest(Path(self.vehicle_checkpoint))[:16]}"
+        else:
+            vehicle = vehicle_checkpoint(data_config, vehicle_config, context.store).final.stem
+        vehicle = f"{dataset_dir(data_config, context.store.directory).name}/{vehicle}"
+        config = stage3_config(stage1, source=vehicle, steps=self.stage3_steps)
+        return retrain_rsu(config, self.model, store=context.store,
+                           drops_factory=lambda: vehicle_drops(data_config, self.vehicle_model, store=context.store))
 
     # ------------------------------------------------------------ vehicle side
     def feedback_bits(self, num_beams: int) -> int:

@@ -31,6 +31,7 @@ from v2xsim.store import Checkpoint, ModelStore
 from v2xsim.threads import TRAINING_TORCH_THREADS, torch_threads
 
 ARCHITECTURES = ("gnn", "mlp", "transformer")
+STAGE3_FEEDBACK = ("error_model", "vehicle")
 CHECKPOINT_FORMAT = 2
 #: steps between partial checkpoints
 CHECKPOINT_EVERY_STEPS = 250
@@ -78,6 +79,12 @@ class RSUTrainingConfig:
         non_negative, renormalise: beam-projection switches (Table III).
         prediction_error: bit-flip probability of the stand-in "predicted" feedback (stage 3).
         p_error: bit-flip augmentation probability of stage 3.
+        stage3_feedback: what stage 3 mixes with the true feedback: "error_model" (the
+            stand-in above, on stage 1's drops, in the same run) or "vehicle" (GBA-Vehicle's
+            predictions on the vehicles' own snapshots, retraining the finished stage-1
+            network: :mod:`v2xsim.training.stage3`).
+        stage3_source: what the "vehicle" stage 3 was built from (data set and GBA-Vehicle
+            checkpoint); part of the checkpoint name, set by :mod:`v2xsim.training.stage3`.
     """
 
     architecture: str = "gnn"
@@ -96,6 +103,8 @@ class RSUTrainingConfig:
     stage3_lr: float = 1e-3
     prediction_error: float = 0.05
     p_error: float = 0.2
+    stage3_feedback: str = "error_model"
+    stage3_source: str = ""
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -107,6 +116,9 @@ class RSUTrainingConfig:
         for name in ("p_drop", "prediction_error", "p_error"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.stage3_feedback not in STAGE3_FEEDBACK:
+            raise ValueError(f"stage3_feedback must be one of {', '.join(STAGE3_FEEDBACK)}, "
+                             f"got {self.stage3_feedback!r}")
         if self.stage3_steps < 0:
             raise ValueError(f"stage3_steps must be >= 0, got {self.stage3_steps}")
         for name in ("hidden", "batch_size", "steps"):
@@ -114,7 +126,11 @@ class RSUTrainingConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def key(self) -> str:
-        return config_hash({"format": CHECKPOINT_FORMAT, **asdict(self)})
+        fields = asdict(self)
+        if self.stage3_feedback == "error_model" and not self.stage3_source:
+            # configurations from before stage 3 could use GBA-Vehicle keep their names
+            del fields["stage3_feedback"], fields["stage3_source"]
+        return config_hash({"format": CHECKPOINT_FORMAT, **fields})
 
 
 # --------------------------------------------------------------------- data
@@ -129,6 +145,8 @@ class DropSet:
         mask: (N, Kmax) bool, real vehicles.
         p_max: power budget [W]; threshold: feedback threshold in noise units.
         codebook: (Nt, W).
+        predicted: (N, Kmax, W) float32 0/1 feedback GBA-Vehicle predicted for the same
+            vehicles (stage 3 on the vehicles' own data), or None.
     """
 
     channels: np.ndarray
@@ -138,10 +156,12 @@ class DropSet:
     p_max: float
     threshold: float
     codebook: np.ndarray
+    predicted: np.ndarray | None = None
 
     def subset(self, index: np.ndarray) -> "DropSet":
         return replace(self, channels=self.channels[index], beam_space=self.beam_space[index],
-                       feedback=self.feedback[index], mask=self.mask[index])
+                       feedback=self.feedback[index], mask=self.mask[index],
+                       predicted=None if self.predicted is None else self.predicted[index])
 
     def with_k(self, num_vehicles: int) -> "DropSet":
         """Drops with exactly ``num_vehicles`` cars, trimmed to that width."""
@@ -179,10 +199,21 @@ def make_drops(data: DataConfig, *, samples_per_k: int | None = None, seed: int 
             channels[row, :num] = h * scale
             mask[row, :num] = True
             row += 1
+    return drops_from_channels(channels, mask, radio)
+
+
+def drops_from_channels(channels: np.ndarray, mask: np.ndarray, radio, *,
+                        predicted: np.ndarray | None = None) -> DropSet:
+    """A :class:`DropSet` of noise-normalised channels (N, Kmax, Nt) (``h / sqrt(noise)``)
+    with ``mask`` (N, Kmax) of real vehicles, for ``radio`` (a :class:`v2xsim.radio.Radio`):
+    beam-space channels and the true feedback above the radio's threshold."""
+    channels = np.asarray(channels, dtype=np.complex64)
     beam_space = (channels.conj() @ radio.codebook.astype(np.complex64)).astype(np.complex64)
     threshold = radio.feedback_threshold / radio.noise_power
     feedback = binary_feedback(radio.p_max * np.abs(beam_space) ** 2, threshold).astype(np.float32) * mask[..., None]
-    return DropSet(channels, beam_space, feedback, mask, radio.p_max, threshold, radio.codebook)
+    if predicted is not None:
+        predicted = np.asarray(predicted, dtype=np.float32) * mask[..., None]
+    return DropSet(channels, beam_space, feedback, mask, radio.p_max, threshold, radio.codebook, predicted)
 
 
 def cached_drops(data: DataConfig, *, split: str = "train", store: ModelStore | None = None) -> DropSet:
@@ -235,9 +266,13 @@ def _train_steps(model, optimizer, scheduler, drops: DropSet, config: RSUTrainin
         rows = torch.randint(num, (config.batch_size,), generator=generator).numpy()
         feedback, beam_space, mask = _as_tensors(drops, rows)
         if stage == 3:
-            # half the samples carry "predicted" feedback (stand-in error model), then every
-            # sample gets the p_error bit-flip augmentation
-            predicted = flip_bits(feedback, config.prediction_error, generator)
+            # half the samples carry predicted feedback (GBA-Vehicle's, when the drops hold
+            # it; else the stand-in error model), then every sample gets the p_error
+            # bit-flip augmentation
+            if drops.predicted is not None:
+                predicted = torch.from_numpy(drops.predicted[rows])
+            else:
+                predicted = flip_bits(feedback, config.prediction_error, generator)
             use_predicted = (torch.rand(config.batch_size, generator=generator) < 0.5)[:, None, None]
             feedback = flip_bits(torch.where(use_predicted, predicted, feedback), config.p_error, generator)
             feedback = feedback * mask[..., None]
@@ -293,6 +328,9 @@ def _train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None, quiet: bo
     if finished is not None:
         model.load_state_dict(finished["model"])
         return model.eval()
+    if config.stage3_feedback == "vehicle":
+        raise ValueError("an RSU network with stage3_feedback = 'vehicle' is retrained from GBA-Vehicle's "
+                         "predictions: train it with v2xsim.training.stage3.retrain_rsu")
     drops = drops or cached_drops(config.data, store=store)
     torch.manual_seed(config.seed)  # parameter initialisation
     model = build_model(config, num_beams)
