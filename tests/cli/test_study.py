@@ -31,6 +31,35 @@ def test_tiny_study_writes_tables_and_plot(tmp_path):
     assert "nan" not in (tmp_path / "out" / "table.csv").read_text().lower()
 
 
+@pytest.mark.slow
+def test_tiny_paper_profile_study_has_a_panel_per_table_and_explains_its_findings(tmp_path):
+    """profile = "paper" trains with the paper's settings (constant rate, the sum-rate loss
+    alone, hidden 384 unless overridden); table.md names the profile and reads Table III's
+    middle rows and the Transformer's road order."""
+    import json
+
+    import torch
+
+    variants = ('variants=[{label="GBA-RSU"}, {label="w/ renormalisation only", options={non_negative=false}, '
+                'table="III"}, {label="w/ non-negativity only", options={renormalise=false}, table="III"}, '
+                '{label="Transformer", architecture="transformer", table="5"}]')
+    tiny = ["--set", "num_vehicles=[1, 3]", "--set", "samples_per_k=20", "--set", "profile=\"paper\"",
+            "--set", "training={hidden=8, steps=20, batch_size=16}", "--set", variants,
+            "--set", 'baselines=["wmmse_ce"]', "--set", 'radio={num_antennas=4, num_beams=6}']
+    result = v2xsim("study", STUDY, "--out", tmp_path / "out", *tiny, "--quiet", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["profile"] == "paper"
+    notes = " ".join(summary["findings"])
+    assert "Table III at K = 3" in notes and "Fig. 5 at K = 3" in notes and "road order leaks position" in notes
+    assert "RSU training profile: paper" in (tmp_path / "out" / "table.md").read_text()
+    configs = [torch.load(path, weights_only=False)["config"] for path in (tmp_path / "cache").glob("rsu-*.pt")]
+    assert configs and all(c["schedule"] == "constant" and c["beam_ce"] == 0.0 and c["lr"] == 1e-3
+                           and c["hidden"] == 8 for c in configs)
+    over = [r["over_budget"] for r in summary["rows"] if r["variant"] == "GBA-RSU"]
+    assert over and all(share == 0.0 for share in over)  # renormalised allocations never exceed the budget
+
+
 def test_bad_training_graph_count_exits_2_naming_it(tmp_path):
     result = v2xsim("study", STUDY, "--out", tmp_path, "--set", 'variants=[{label="x", train_samples_per_k=0}]',
                     cache=tmp_path / "cache")

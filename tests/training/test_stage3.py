@@ -20,14 +20,15 @@ STAGE1 = RSUTrainingConfig(hidden=16, steps=150, batch_size=64,
                            data=DataConfig(radio=RADIO, num_vehicles=(3,), samples_per_k=200))
 
 
-def test_stage1_names_are_those_from_before_stage3_existed():
-    fields = {k: v for k, v in STAGE1.__dict__.items() if k not in ("stage3_feedback", "stage3_source")}
+def test_stage1_names_are_those_from_before_stage3_and_schedules_existed():
+    fields = {k: v for k, v in STAGE1.__dict__.items() if k not in ("stage3_feedback", "stage3_source", "schedule")}
     fields["data"] = STAGE1.data.__dict__
     assert STAGE1.key() == config_hash({"format": CHECKPOINT_FORMAT, **fields})
     third = stage3_config(STAGE1, source="flashlike-x/vehicle-y", steps=40)
     assert third.key() != STAGE1.key()
     assert stage1_of(third) == STAGE1
     assert stage3_config(STAGE1, source="other", steps=40).key() != third.key()
+    assert replace(STAGE1, schedule="constant").key() != STAGE1.key()
     with pytest.raises(ValueError, match="stage-1 configuration"):
         stage3_config(third, source="z")
     with pytest.raises(ValueError, match="stage3_feedback must be one of error_model, vehicle"):

@@ -56,7 +56,8 @@ class GBA(Scheme):
             prediction) or "error_model" (true bits, each flipped with ``bit_error``).
         bit_error: bit-flip probability of the error model.
         training: overrides of :class:`v2xsim.training.rsu.RSUTrainingConfig` fields
-            (its ``data`` section follows the scenario's road, radio and blockers).
+            (its ``data`` section follows the scenario's road, radio and blockers), and
+            ``profile``: "cpu" (default) or "paper" (:data:`~v2xsim.training.rsu.RSU_PROFILES`).
         checkpoint: a trained GBA-RSU checkpoint file to use instead of training.
         sensors: sensors every car has (subset of gps, image, lidar; GPS is needed).
         sensor_loss: probability that a car's RGB or LiDAR reading is missing at an
@@ -68,8 +69,9 @@ class GBA(Scheme):
         vehicle_checkpoint: a trained GBA-Vehicle checkpoint file instead of training.
         stage3_steps: with predicted feedback, GBA-RSU is retrained after GBA-Vehicle
             (seed 002 stage 3, :mod:`v2xsim.training.stage3`) for this many steps on the
-            vehicles' own snapshots with GBA-Vehicle's predicted feedback; 0 = stage 1
-            only (also used whenever ``checkpoint`` gives GBA-RSU).
+            vehicles' own snapshots with GBA-Vehicle's predicted feedback (default 1000;
+            30 000 with ``training = {profile = "paper"}``); 0 = stage 1 only (also used
+            whenever ``checkpoint`` gives GBA-RSU).
     """
 
     name = "gba"
@@ -103,10 +105,15 @@ class GBA(Scheme):
         self.vehicle_training = dict(vehicle_training or {})
         self.data = dict(data or {})
         self.vehicle_checkpoint = vehicle_checkpoint
-        from v2xsim.training.stage3 import STAGE3_STEPS
+        from v2xsim.training.rsu import RSU_PROFILE_STAGE3_STEPS, rsu_training_options
 
-        self.stage3_steps = STAGE3_STEPS if stage3_steps is None else check.non_negative_int("stage3_steps",
-                                                                                             stage3_steps)
+        try:
+            rsu_training_options(self.training)
+        except ValueError as error:
+            raise ConfigError(f"gba training options: {error}") from None
+        profile = self.training.get("profile", "cpu")
+        self.stage3_steps = RSU_PROFILE_STAGE3_STEPS[profile] if stage3_steps is None else \
+            check.non_negative_int("stage3_steps", stage3_steps)
         # declared capabilities (read by the engine)
         self.uses_sensors = feedback == "predicted"
         self.knows_true_feedback = not self.uses_sensors
@@ -121,9 +128,9 @@ class GBA(Scheme):
     # ------------------------------------------------------------ configurations
     def training_config(self, context: "SchemeContext | None" = None):
         """The GBA-RSU training configuration for the road and radio of ``context``."""
-        from v2xsim.training.rsu import DataConfig, RSUTrainingConfig
+        from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, rsu_training_options
 
-        options = dict(self.training)
+        options = rsu_training_options(self.training)
         if context is not None and context.training_seed is not None:
             options["seed"] = context.training_seed
         data = dict(options.pop("data", {}))

@@ -32,6 +32,30 @@ from v2xsim.threads import TRAINING_TORCH_THREADS, torch_threads
 
 ARCHITECTURES = ("gnn", "mlp", "transformer")
 STAGE3_FEEDBACK = ("error_model", "vehicle")
+SCHEDULES = ("one_cycle", "constant")
+#: training profiles: "cpu" (the defaults below: minutes on two cores) and "paper" (seed
+#: 002, Section V-B: hidden 384, AdamW at a constant 1e-3, batch 2048, the sum-rate loss
+#: alone, 30 000 steps for training and 30 000 for retraining; hours to days on a CPU)
+RSU_PROFILES: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper": {"hidden": 384, "lr": 1e-3, "schedule": "constant", "batch_size": 2048, "beam_ce": 0.0,
+              "steps": 30_000, "stage3_lr": 1e-3, "p_drop": 0.25, "p_error": 0.2},
+}
+#: stage-3 (retraining) steps of each profile
+RSU_PROFILE_STAGE3_STEPS = {"cpu": 1000, "paper": 30_000}
+#: fields added after checkpoints were first named: left out of the name at these values,
+#: so that earlier configurations keep their cached networks
+_KEY_DEFAULTS = {"stage3_feedback": "error_model", "stage3_source": "", "schedule": "one_cycle"}
+
+
+def rsu_training_options(options: dict[str, Any]) -> dict[str, Any]:
+    """:class:`RSUTrainingConfig` keyword arguments from ``options``, whose ``profile``
+    (default "cpu") supplies defaults that the other options override."""
+    options = dict(options)
+    profile = options.pop("profile", "cpu")
+    if profile not in RSU_PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(RSU_PROFILES)}, got {profile!r}")
+    return {**RSU_PROFILES[profile], **options}
 CHECKPOINT_FORMAT = 2
 #: steps between partial checkpoints
 CHECKPOINT_EVERY_STEPS = 250
@@ -70,8 +94,9 @@ class RSUTrainingConfig:
             or "transformer".
         hidden: hidden size (seed 002 uses 384).
         steps: stage-1 optimiser steps. stage3_steps: stage-3 steps (0 = none).
-        batch_size: graphs per step. lr: peak AdamW learning rate of a one-cycle schedule
-            (seed 002: constant 1e-3 for 30000 epochs; the schedule converges in fewer steps).
+        batch_size: graphs per step. lr: peak AdamW learning rate of the schedule.
+        schedule: "one_cycle" (warm-up then cosine decay: converges in the CPU profile's
+            few steps) or "constant" (seed 002: 1e-3 throughout); see :data:`RSU_PROFILES`.
         beam_ce: weight of an auxiliary cross-entropy pulling each vehicle's beam scores
             towards its strongest true beam (known at training time); 0 = the paper's loss
             alone. beam_ce_temperature: softmax temperature of that term.
@@ -95,6 +120,7 @@ class RSUTrainingConfig:
     steps: int = 3000
     batch_size: int = 256
     lr: float = 2e-3
+    schedule: str = "one_cycle"
     beam_ce: float = 0.3
     beam_ce_temperature: float = 0.1
     random_dropping: bool = True
@@ -116,6 +142,8 @@ class RSUTrainingConfig:
         for name in ("p_drop", "prediction_error", "p_error"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.stage3_feedback not in STAGE3_FEEDBACK:
             raise ValueError(f"stage3_feedback must be one of {', '.join(STAGE3_FEEDBACK)}, "
                              f"got {self.stage3_feedback!r}")
@@ -126,10 +154,7 @@ class RSUTrainingConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def key(self) -> str:
-        fields = asdict(self)
-        if self.stage3_feedback == "error_model" and not self.stage3_source:
-            # configurations from before stage 3 could use GBA-Vehicle keep their names
-            del fields["stage3_feedback"], fields["stage3_source"]
+        fields = {k: v for k, v in asdict(self).items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
         return config_hash({"format": CHECKPOINT_FORMAT, **fields})
 
 
@@ -336,7 +361,7 @@ def _train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None, quiet: bo
     model = build_model(config, num_beams)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     scheduler = None
-    if config.steps >= 10:  # very short runs (tests) keep a constant rate
+    if config.schedule == "one_cycle" and config.steps >= 10:  # very short runs (tests) keep a constant rate
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=max(0.05, 2.0 / config.steps),
             anneal_strategy="cos", div_factor=10, final_div_factor=100)
@@ -382,6 +407,16 @@ def _train_rsu(config: RSUTrainingConfig, *, store: ModelStore | None, quiet: bo
 
 
 # ---------------------------------------------------------------- evaluation
+def over_budget_share(model: torch.nn.Module, drops: DropSet) -> float:
+    """Share of ``drops`` where the network's own allocation spends more than the power
+    budget (before any deployment scale-down): only variants without renormalisation can."""
+    v = torch.from_numpy(np.asarray(drops.feedback, dtype=np.float32))
+    mask = torch.from_numpy(drops.mask)
+    with torch.inference_mode():
+        power = (model(v, drops.p_max, mask=mask) ** 2).sum(dim=(1, 2))
+    return float((power > drops.p_max * (1 + 1e-4)).float().mean()) if len(power) else 0.0
+
+
 def rsu_sum_rates(model: torch.nn.Module, drops: DropSet, *, reorder: bool = False, seed: int = 0,
                   feedback: np.ndarray | None = None) -> np.ndarray:
     """Sum rate [bit/s/Hz] of ``model`` on every drop (true channels, noise 1).

@@ -25,12 +25,12 @@ from v2xsim.data.flash_like import FlashLikeConfig, dataset_dir, generate_flash_
 from v2xsim.progress import report, report_every_s, silenced
 from v2xsim.store import ModelStore
 from v2xsim.threads import TRAINING_TORCH_THREADS, torch_threads
-from v2xsim.training.rsu import (CHECKPOINT_FORMAT, PROGRESS_EVERY_S, DropSet, RSUTrainingConfig, _train_steps,
-                                 build_model, drops_from_channels)
+from v2xsim.training.rsu import (CHECKPOINT_FORMAT, PROGRESS_EVERY_S, RSU_PROFILE_STAGE3_STEPS, DropSet,
+                                 RSUTrainingConfig, _train_steps, build_model, drops_from_channels)
 from v2xsim.training.vehicle import SensorSet, predict
 
-#: stage-3 optimiser steps of the CPU profile (the paper: 30 000 epochs)
-STAGE3_STEPS = 1000
+#: stage-3 optimiser steps of the CPU profile (the paper profile: 30 000)
+STAGE3_STEPS = RSU_PROFILE_STAGE3_STEPS["cpu"]
 
 
 def stage3_config(stage1: RSUTrainingConfig, *, source: str, steps: int = STAGE3_STEPS) -> RSUTrainingConfig:
