@@ -8,6 +8,7 @@ linear block per modality (Eq. 14):
 
     hidden = ReLU( sum_{q in Q_k} (W_q f_q + b_q) )          (fusion="sum", default)
     hidden = ReLU( (1 / |Q_k|) sum_{q in Q_k} (W_q f_q + b_q) )   (fusion="mean")
+    hidden = ReLU( sum_{q in Q_k} BN_q(W_q f_q) )             (fusion="bn_sum", opt-in)
 
 A vehicle without a sensor leaves its block out ("pruning-based" deployment, Q_k = its
 sensors). The two baseline deployments of Table V are also here: "sensor-based" (the
@@ -15,6 +16,24 @@ missing modality's features are zeros: its block still adds its bias b_q, and wi
 "mean" it still counts in |Q_k|) and "model-based" (the missing modality's raw input is
 zeros and its branch still runs). With "sum", pruning and sensor-based differ only by
 the missing blocks' biases.
+
+``fusion="bn_sum"`` follows the companion GFL4BS paper (seed 001, Section II-A), whose
+network has a BatchNorm layer after every convolutional and fully connected layer and
+fuses by concatenating the modality features. A concatenation followed by one linear
+layer is the sum of the per-modality blocks, so GFL4BS's BatchNorm after the first fusion
+layer would normalise that sum; here each modality's block gets its own BatchNorm
+(:class:`NormalisedBlock`, the Linear without bias, then BatchNorm whose shift beta_q
+takes the bias's place) *before* the sum. Normalising after the sum would give one set
+of statistics for sums of one, two or three blocks, which a pruned car (fewer blocks)
+would not match; per-block statistics stay valid for any sensor subset. Each block's
+BatchNorm normalises over the samples of the batch that have (and fuse) the modality
+only (:class:`MaskedBatchNorm1d`), so modality dropout and cars without a sensor do not
+pull a block's statistics towards zero. Under "sensor-based" deployment a missing block
+of ``bn_sum`` adds the constant beta_q - gamma_q mu_q / sigma_q (the normalised zero
+feature) instead of a bias. The rest of the fusion MLP and the extraction branches'
+heads are as in the other rules (no BatchNorm after the hidden fusion layer: its input
+mixes sums of different numbers of blocks). The state dicts of "sum" and "mean" are
+unchanged by this option.
 
 Inputs use the FLASH data-set conventions (:mod:`v2xsim.data.flash`):
 ``gps`` (B, 2) [m], ``image`` (B, 90, 160, 3) uint8 or [0, 1] float, ``lidar``
@@ -38,14 +57,15 @@ from v2xsim.formats import (
     SAMPLE_SHAPES,
 )
 
-__all__ = ["DEPLOYMENTS", "FUSIONS", "GBAVehicle", "IMAGE_SHAPE", "LIDAR_SHAPE", "MODALITIES", "PAPER_FEATURES",
-           "predict_feedback", "zero_input"]
+__all__ = ["DEPLOYMENTS", "FUSIONS", "GBAVehicle", "IMAGE_SHAPE", "LIDAR_SHAPE", "MODALITIES", "MaskedBatchNorm1d",
+           "NormalisedBlock", "PAPER_FEATURES", "predict_feedback", "zero_input"]
 
 #: feature sizes L_G, L_R, L_L of seed 002 (Section V-A)
 PAPER_FEATURES: dict[str, int] = {"gps": 256, "image": 256, "lidar": 512}
 DEPLOYMENTS: tuple[str, ...] = ("pruning", "sensor", "model")
 Deployment = Literal["pruning", "sensor", "model"]
-FUSIONS: tuple[str, ...] = ("mean", "sum")
+#: fusion rules of the first fusion layer: "sum" (Eq. 14), "mean", "bn_sum" (BatchNorm per block, then sum)
+FUSIONS: tuple[str, ...] = ("bn_sum", "mean", "sum")
 #: LiDAR cell codes, one input channel each
 LIDAR_CODES = (float(LIDAR_OBSTACLE), float(LIDAR_BASE_STATION), float(LIDAR_RECEIVER))
 
@@ -147,6 +167,59 @@ class LidarBranch(nn.Module):
         return self.head(self.conv(x).flatten(1))
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over the features of (B, C) inputs that uses only the rows marked present.
+
+    ``forward(x, present)``: in training, the batch mean and variance and the update of
+    the running statistics come from the rows with ``present`` true alone (exactly what
+    :class:`torch.nn.BatchNorm1d` computes on ``x[present]``, momentum or cumulative
+    average alike); absent rows are returned as zeros and add nothing to the statistics
+    or the gradients. With fewer than two present rows the batch has no variance: the
+    present row is normalised with the running statistics, which are left unchanged. In
+    eval mode every row uses the running statistics and does not depend on the others;
+    absent rows are zeros. ``present=None`` means every row is present (plain BatchNorm).
+    It is a ``_BatchNorm``, so code that resets or recalibrates BatchNorm layers treats
+    it like the others.
+    """
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if present is None:
+            return super().forward(x)
+        present = present.reshape(-1).to(torch.bool)
+        if present.shape[0] != x.shape[0]:
+            raise ValueError(f"present has {present.shape[0]} rows, the input {x.shape[0]}")
+        if bool(present.all()):
+            return super().forward(x)
+        rows = torch.nonzero(present).flatten()
+        out = x.new_zeros(x.shape)
+        if len(rows) == 0:
+            return out
+        selected = x.index_select(0, rows)
+        if self.training and len(rows) < 2 and self.track_running_stats:
+            normalised = nn.functional.batch_norm(selected, self.running_mean, self.running_var, self.weight,
+                                                  self.bias, False, 0.0, self.eps)
+        else:
+            normalised = super().forward(selected)
+        return out.index_put((rows,), normalised)
+
+
+class NormalisedBlock(nn.Module):
+    """One modality's block of the first fusion layer under ``fusion="bn_sum"``:
+    ``BN_q(W_q f_q)`` — a Linear without bias (BatchNorm's shift replaces it) followed by a
+    :class:`MaskedBatchNorm1d` over the samples that fuse this modality.
+
+    (B, features) -> (B, hidden); ``present`` (B,) bool or None (all present).
+    """
+
+    def __init__(self, features: int, hidden: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, hidden, bias=False)
+        self.norm = MaskedBatchNorm1d(hidden)
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm(self.linear(x), present)
+
+
 class GBAVehicle(nn.Module):
     """The vehicle-side network of GBA.
 
@@ -157,7 +230,9 @@ class GBAVehicle(nn.Module):
         modalities: which branches exist (a subset of :data:`MODALITIES`).
         image_width: channels of the image branch's first stage (ResNet width).
         fusion: "sum" adds the per-modality fusion blocks (Eq. 14), "mean" averages them
-            over the modalities fused.
+            over the modalities fused, "bn_sum" normalises each block with its own
+            BatchNorm (over the samples that have the modality) and adds them
+            (GFL4BS-style; see the module docstring).
     """
 
     def __init__(self, *, num_beams: int = 34, features: Mapping[str, int] | None = None, hidden: int = 256,
@@ -179,7 +254,11 @@ class GBAVehicle(nn.Module):
                     "lidar": LidarBranch}
         self.branches = nn.ModuleDict({m: builders[m](features=int(sizes[m])) for m in self.modalities})
         # first fusion layer, one block (W_q, b_q) per modality (Eq. 14)
-        self.fusion_blocks = nn.ModuleDict({m: nn.Linear(int(sizes[m]), hidden) for m in self.modalities})
+        if fusion == "bn_sum":
+            blocks: dict[str, nn.Module] = {m: NormalisedBlock(int(sizes[m]), hidden) for m in self.modalities}
+        else:  # the state dict of "sum" / "mean" keeps its layout (fusion_blocks.<m>.weight / .bias)
+            blocks = {m: nn.Linear(int(sizes[m]), hidden) for m in self.modalities}
+        self.fusion_blocks = nn.ModuleDict(blocks)
         self.fusion_head = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_beams))
         self.feature_sizes = {m: int(sizes[m]) for m in self.modalities}
 
@@ -191,16 +270,22 @@ class GBAVehicle(nn.Module):
         """Logits (B, W) from branch features; ``available`` (B, M) bool masks out the
         blocks of modalities a sample lacks (pruning), one column per :attr:`modalities`.
         The blocks of the modalities in ``features`` (and available) are fused: summed, and
-        with ``fusion="mean"`` divided by how many there are per sample."""
+        with ``fusion="mean"`` divided by how many there are per sample; with
+        ``fusion="bn_sum"`` each block is batch-normalised over the samples that have its
+        modality before the sum."""
         total = None
         count = None
         for column, m in enumerate(self.modalities):
             if m not in features:
                 continue
-            block = self.fusion_blocks[m](features[m])
+            mask = None if available is None else available[:, column]
+            if self.fusion == "bn_sum":
+                block = self.fusion_blocks[m](features[m], mask)
+            else:
+                block = self.fusion_blocks[m](features[m])
             present = torch.ones(block.shape[0], 1, dtype=block.dtype, device=block.device)
-            if available is not None:
-                present = available[:, column:column + 1].to(block.dtype)
+            if mask is not None:
+                present = mask[:, None].to(block.dtype)
                 block = block * present
             total = block if total is None else total + block
             count = present if count is None else count + present

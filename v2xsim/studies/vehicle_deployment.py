@@ -5,14 +5,16 @@ strategies under missing sensors).
 2. GBA-Vehicle is trained centrally (the FL upper bound "UB") on the training trials,
    once with every sensor and once on GPS alone.
    A third model is trained with every sensor always present (no modality dropout), as
-   the paper's UB, to show what pruning-aware training adds, and a fourth with the other
-   fusion rule (per-modality blocks averaged instead of added, or the reverse), to show
-   what the fusion rule does to the deployments.
+   the paper's UB, to show what pruning-aware training adds, and one more per extra
+   fusion rule in ``fusions`` (by default every rule of
+   :data:`~v2xsim.models.gba_vehicle.FUSIONS`: blocks added, averaged, or each
+   batch-normalised then added), to show what the fusion rule does to the deployments.
 3. On the held-out trials it reports, per sensor set (all, L-G, R-G, G) and deployment
    (pruning / sensor / model): bit accuracy, exact-match accuracy, top-1 beam hit,
    overall and per FLASH category, and the sum rate GBA-RSU reaches with the predicted
    feedback of all vehicles of each snapshot (true channels), next to the sum rate with
-   the true feedback and the oracle.
+   the true feedback and the oracle. A second table compares the fusion rules (the
+   all-sensor models, pruning deployment) with LoS / NLoS splits.
 """
 
 from __future__ import annotations
@@ -52,13 +54,29 @@ class VehicleStudy(BaseModel):
     deployments: list[str] = Field(default_factory=lambda: ["pruning", "sensor", "model"], min_length=1)
     gps_only_baseline: bool = True
     no_dropout_baseline: bool = True
-    fusion_baseline: bool = True
+    #: fusion rules compared in Table V: the main model uses ``[training] fusion``, every
+    #: other rule listed trains one more all-sensor model. None: every rule in FUSIONS.
+    fusions: list[str] | None = None
+    #: deprecated (before ``fusions``): true = also the other of "sum" / "mean", false = none
+    fusion_baseline: bool | None = None
     test_fraction: float = Field(0.2, gt=0, lt=1)
+
+    def extra_fusions(self, trained: str) -> list[str]:
+        """The fusion rules trained besides ``trained`` (the ``[training] fusion``)."""
+        from v2xsim.models.gba_vehicle import FUSIONS
+
+        if self.fusions is not None:
+            wanted = self.fusions
+        elif self.fusion_baseline is None:
+            wanted = list(FUSIONS)
+        else:
+            wanted = ["sum" if trained == "mean" else "mean"] if self.fusion_baseline else []
+        return [f for f in dict.fromkeys(wanted) if f != trained]
 
 
 def load_vehicle_study(data: dict[str, Any], path: Path) -> VehicleStudy:
     """Validate an already parsed study file."""
-    from v2xsim.models.gba_vehicle import DEPLOYMENTS, MODALITIES
+    from v2xsim.models.gba_vehicle import DEPLOYMENTS, FUSIONS, MODALITIES
     from v2xsim.config import format_validation_error
     from v2xsim.studies import check_site_sections
 
@@ -73,6 +91,12 @@ def load_vehicle_study(data: dict[str, Any], path: Path) -> VehicleStudy:
     for name in study.deployments:
         if name not in DEPLOYMENTS:
             raise ConfigError(f"{path}: deployments: unknown {name!r}; valid: {', '.join(DEPLOYMENTS)}")
+    if study.fusions is not None and study.fusion_baseline is not None:
+        raise ConfigError(f"{path}: fusion_baseline: replaced by fusions (list the fusion rules to compare); "
+                          "give only fusions")
+    for name in study.fusions or ():
+        if name not in FUSIONS:
+            raise ConfigError(f"{path}: fusions: unknown {name!r}; valid: {', '.join(FUSIONS)}")
     return study
 
 
@@ -133,13 +157,17 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
         # the paper's centralised UB: always every sensor in training, nothing pruned
         plain = VehicleTrainingConfig(**{**vehicle_config.__dict__, "modality_dropout": 0.0})
         models["all sensors, no modality dropout"] = train_vehicle(plain, train_set, store=store)
-    if study.fusion_baseline:
-        other = "sum" if vehicle_config.fusion == "mean" else "mean"
+    fusion_of = {name: vehicle_config.fusion for name in models}
+    for other in study.extra_fusions(vehicle_config.fusion):
         swapped = VehicleTrainingConfig(**{**vehicle_config.__dict__, "fusion": other})
         models[f"all sensors, {other} fusion"] = train_vehicle(swapped, train_set, store=store)
+        fusion_of[f"all sensors, {other} fusion"] = other
     if study.gps_only_baseline:
         gps_config = VehicleTrainingConfig(**{**vehicle_config.__dict__, "modalities": ("gps",)})
         models["GPS only"] = train_vehicle(gps_config, train_set, store=store)
+        fusion_of["GPS only"] = vehicle_config.fusion
+    # snapshots (all cars at one instant of one trial) in which every car has LoS, and the others
+    los_snapshots = los[snapshots].all(axis=1)
 
     rows: list[dict[str, Any]] = []
     for trained, model in models.items():
@@ -160,6 +188,13 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
                 row["bit_accuracy_los"] = float(correct[los].mean()) if los.any() else 0.0
                 row["bit_accuracy_nlos"] = float(correct[~los].mean()) if (~los).any() else 0.0
                 row["exact_match_nlos"] = float(correct[~los].all(axis=1).mean()) if (~los).any() else 0.0
+                row["exact_match_los"] = float(correct[los].all(axis=1).mean()) if los.any() else 0.0
+                row["top1_beam_hit_los"] = _top1(result.probabilities[los], test_set.rss[los])
+                row["top1_beam_hit_nlos"] = _top1(result.probabilities[~los], test_set.rss[~los])
+                row["sum_rate_los_snapshots"] = float(rates[los_snapshots].mean()) if los_snapshots.any() else 0.0
+                row["sum_rate_nlos_snapshots"] = \
+                    float(rates[~los_snapshots].mean()) if (~los_snapshots).any() else 0.0
+                row["fusion"] = fusion_of[trained]
                 for category in sorted(np.unique(test_set.category)):
                     mask = test_set.category == category
                     row[f"bit_accuracy_cat{category}"] = float((result.feedback[mask] == test_set.feedback[mask]).mean())
@@ -168,14 +203,17 @@ def run_vehicle_study(study: VehicleStudy, out_dir: Path, *, quiet: bool = False
         if not quiet:
             print(f"evaluated GBA-Vehicle ({trained})", file=sys.stderr)
     reference = {"sum_rate_true_feedback": float(true_rate.mean()), "sum_rate_oracle": float(oracle_rate.mean()),
-                 "test_snapshots": int(len(snapshots)), "vehicles_per_snapshot": int(snapshots.shape[1])}
+                 "test_snapshots": int(len(snapshots)), "vehicles_per_snapshot": int(snapshots.shape[1]),
+                 "los_snapshots": int(los_snapshots.sum()), "nlos_samples": int((~los).sum()),
+                 "nlos_samples_heard": int((~los & (test_set.rss.max(axis=1) > 0)).sum()),
+                 "test_samples": int(len(los))}
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "table.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    table = markdown_table(rows, reference)
+    table = markdown_table(rows, reference) + "\n" + fusion_table(rows, reference)
     (out_dir / "table.md").write_text(table)
     summary = {"study": study.name, "configuration": study.model_dump(mode="json"),
                "dataset": {k: v for k, v in dataset.items() if k != "config"}, "data_config": dataset["config"],
@@ -204,6 +242,44 @@ def markdown_table(rows: list[dict[str, Any]], reference: dict[str, Any]) -> str
                      f"{r['top1_beam_hit']:.3f} | {r['exact_match_nlos']:.3f} | {r['sum_rate']:.2f} |")
     lines.append(f"| true feedback | - | - | 1 | 1 | 1 | 1 | - | 1 | {reference['sum_rate_true_feedback']:.2f} |")
     lines.append(f"| oracle (perfect CSI) | - | - | - | - | - | - | - | - | {reference['sum_rate_oracle']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def fusion_table(rows: list[dict[str, Any]], reference: dict[str, Any]) -> str:
+    """The fusion rules side by side: the all-sensor model of each rule, pruning deployment
+    (the paper's), every sensor set; exact match, top-1 beam hit and bit accuracy on LoS /
+    NLoS samples, sum rate over all snapshots and over the snapshots where every car has
+    LoS / at least one car has not."""
+    chosen = [r for r in rows if r["trained_on"].startswith("all sensors") and "no modality dropout" not in
+              r["trained_on"] and r["deployment"] == "pruning"]
+    if not chosen:
+        return ""
+    lines = [f"Fusion rules (all-sensor models, pruning deployment; {reference['test_samples']} test samples, "
+             f"{reference['nlos_samples']} NLoS ({reference.get('nlos_samples_heard', '?')} with a beam heard; "
+             f"top-1 counts only those); {reference['test_snapshots']} snapshots, "
+             f"{reference['los_snapshots']} with every car in LoS)", "",
+             "| fusion | sensors | exact match | exact LoS | exact NLoS | top-1 | top-1 LoS | top-1 NLoS | bit acc. "
+             "| bit acc. LoS | bit acc. NLoS | sum rate | sum rate LoS snap. | sum rate NLoS snap. |",
+             "|---" * 14 + "|"]
+    # a split without samples shows "-" (the CSV keeps 0 there, as for the other split columns)
+    has = {"los": reference["nlos_samples"] < reference["test_samples"], "nlos": reference["nlos_samples"] > 0,
+           "los_snapshots": reference["los_snapshots"] > 0,
+           "nlos_snapshots": reference["los_snapshots"] < reference["test_snapshots"]}
+
+    def cell(r: dict[str, Any], key: str, split: str, digits: int = 3) -> str:
+        return f"{r[key]:.{digits}f}" if has[split] else "-"
+
+    order = list(dict.fromkeys(r["fusion"] for r in chosen))
+    for fusion in order:
+        for r in (r for r in chosen if r["fusion"] == fusion):
+            lines.append(
+                f"| {fusion} | {r['sensors']} | {r['exact_match']:.3f} | {cell(r, 'exact_match_los', 'los')} | "
+                f"{cell(r, 'exact_match_nlos', 'nlos')} | {r['top1_beam_hit']:.3f} | "
+                f"{cell(r, 'top1_beam_hit_los', 'los')} | {cell(r, 'top1_beam_hit_nlos', 'nlos')} | "
+                f"{r['bit_accuracy']:.3f} | {cell(r, 'bit_accuracy_los', 'los')} | "
+                f"{cell(r, 'bit_accuracy_nlos', 'nlos')} | {r['sum_rate']:.2f} | "
+                f"{cell(r, 'sum_rate_los_snapshots', 'los_snapshots', 2)} | "
+                f"{cell(r, 'sum_rate_nlos_snapshots', 'nlos_snapshots', 2)} |")
     return "\n".join(lines) + "\n"
 
 

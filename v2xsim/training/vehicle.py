@@ -109,8 +109,9 @@ class VehicleTrainingConfig:
         modalities: branches the network has.
         features: per-modality feature sizes (None: the paper's 256 / 256 / 512).
         hidden: fusion MLP width.
-        fusion: "sum" (Eq. 14) or "mean" (average of the per-modality fusion blocks of
-            the sensors a car fuses); see :class:`GBAVehicle`.
+        fusion: "sum" (Eq. 14), "mean" (average of the per-modality fusion blocks of
+            the sensors a car fuses) or "bn_sum" (each block batch-normalised, then
+            added); see :class:`GBAVehicle`.
         image_width: channels of the first ResNet stage (8 on CPU; 16 doubles the cost).
         epochs, batch_size: passes over the training set and samples per step (the paper
             uses 256; 64 gives 4x more steps per epoch, which a few CPU epochs need).
