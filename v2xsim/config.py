@@ -65,15 +65,15 @@ class RoadConfig(Section):
 class MeasurementConfig(Section):
     """How a vehicle measures each beam slot of the sweep (docs/radio.md).
 
-    ``ideal = true`` (default): the vehicle knows the exact received power of every beam.
-    ``ideal = false``: the 802.11ad model -- the SSW frame of each sector is decoded only
+    ``ideal = false`` (default): the 802.11ad model -- the SSW frame of each sector is decoded only
     above the control-PHY sensitivity ``floor_dbm``, its power is estimated over
     ``estimation_chips`` chips of the preamble in thermal noise, and the result is reported
     as the SSW-Feedback SNR field (8 bits, -8 dB + 0.25 dB x value) when ``quantise``.
-    The other keys only matter with ``ideal = false``.
+    ``ideal = true``: the vehicle knows the exact received power of every beam (the
+    idealised radio of v2xsim before this model; the other keys are then ignored).
     """
 
-    ideal: bool = True
+    ideal: bool = False
     floor_dbm: float = -78.0
     estimation_chips: int = Field(1152, ge=1)
     quantise: bool = True
@@ -82,15 +82,15 @@ class MeasurementConfig(Section):
 class ArrayConfig(Section):
     """Phased-array hardware of the RSU (docs/radio.md).
 
-    ``ideal = true`` (default): the array radiates the nominal DFT codebook exactly.
-    ``ideal = false``: the element phases are quantised to ``phase_bits`` bits and every
+    ``ideal = false`` (default): the element phases are quantised to ``phase_bits`` bits and every
     element carries a static amplitude / phase error (and ``failed_elements`` are dead),
     drawn once per RSU from ``seed`` (unset: the scenario seed). The oracle and the
     measurements see the real beams; model-based estimators assume the nominal codebook
-    unless ``calibrated``. The other keys only matter with ``ideal = false``.
+    unless ``calibrated``. ``ideal = true``: the array radiates the nominal DFT codebook
+    exactly (the other keys are then ignored).
     """
 
-    ideal: bool = True
+    ideal: bool = False
     phase_bits: int = Field(2, ge=0, le=16)
     amplitude_error_db: float = Field(1.0, ge=0, le=20)
     phase_error_deg: float = Field(10.0, ge=0, le=180)
@@ -109,9 +109,11 @@ class RadioConfig(Section):
     too and a vehicle reports about 11 of 34 beams instead of about 4. The sweep's
     decoding floor is a different number (``measurement.floor_dbm``).
 
-    ``measurement`` and ``array`` are left out of :meth:`model_dump` while they hold their
-    defaults, so the dump of an ideal radio (and every cache key built from it) is what it
-    was before these sections existed.
+    The radio is realistic by default: the 802.11ad sweep measurement and a 2-bit phased
+    array with element errors (``measurement`` and ``array``; docs/radio.md).
+    ``measurement.ideal = true`` and ``array.ideal = true`` give the idealised radio; those
+    sections are then left out of :meth:`model_dump`, so the dump of an ideal radio (and
+    every cache key built from it) is what it was before these sections existed.
     """
 
     carrier_ghz: float = Field(60.0, gt=0)
@@ -135,8 +137,8 @@ class RadioConfig(Section):
     def _omit_default_hardware(self, handler):
         data = handler(self)
         if isinstance(data, dict):
-            for key, default in (("measurement", MeasurementConfig()), ("array", ArrayConfig())):
-                if getattr(self, key) == default:
+            for key, ideal in (("measurement", MeasurementConfig(ideal=True)), ("array", ArrayConfig(ideal=True))):
+                if getattr(self, key) == ideal:
                     data.pop(key, None)
         return data
 

@@ -9,7 +9,10 @@ from v2xsim.data.flash import load_flash
 from v2xsim.data.flash_like import FlashLikeConfig, generate_flash_like, load_flash_like, trial_split
 from v2xsim.errors import DataError
 
-SMALL = dict(num_episodes=3, trials_per_category=2, samples_per_trial=3)
+#: the ideal radio: rf is the exact power above the threshold (the measured sweep and the
+#: hardware array, the defaults, are tested in test_flash_like_radio.py)
+IDEAL = {"measurement": {"ideal": True}, "array": {"ideal": True}}
+SMALL = dict(num_episodes=3, trials_per_category=2, samples_per_trial=3, radio=IDEAL)
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,23 @@ GOLDEN = json.loads((Path(__file__).resolve().parents[1] / "ideal_radio_golden.j
 TINY = dict(num_episodes=3, trials_per_category=1, samples_per_trial=2, categories=(1, 2))
 
 
+IDEAL = {"measurement": {"ideal": True}, "array": {"ideal": True}}
+
+
 def test_ideal_radio_writes_the_same_data_as_before(tmp_path):
-    summary = generate_flash_like(tmp_path, FlashLikeConfig(**TINY), quiet=True)
+    summary = generate_flash_like(tmp_path, FlashLikeConfig(**TINY, radio=IDEAL), quiet=True)
     data = load_flash(tmp_path)
     digest = hashlib.sha256()
     for episode in sorted(data):
         digest.update(np.ascontiguousarray(data[episode]["rss"]).tobytes())
     assert digest.hexdigest() == GOLDEN["rf_sha256"]
-    assert json.loads(json.dumps(summary)) == GOLDEN["summary"]
+    summary = json.loads(json.dumps(summary))
+    # the same data; only the recorded configuration now spells the ideal radio out
+    assert summary["config"]["radio"] == IDEAL
+    assert {k: v for k, v in summary.items() if k != "config"} == \
+        {k: v for k, v in GOLDEN["summary"].items() if k != "config"}
+    assert {k: v for k, v in summary["config"].items() if k != "radio"} == \
+        {k: v for k, v in GOLDEN["summary"]["config"].items() if k != "radio"}
     with np.load(next(tmp_path.rglob("v2xsim.npz"))) as f:
         assert "feedback" not in f.files
 
@@ -35,7 +44,7 @@ def test_ideal_radio_writes_the_same_data_as_before(tmp_path):
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     root = tmp_path_factory.mktemp("measured")
-    config = FlashLikeConfig(**TINY, radio={"measurement": {"ideal": False}, "array": {"ideal": False}})
+    config = FlashLikeConfig(**TINY)  # the default radio: measured sweep, hardware array
     return root, config, generate_flash_like(root, config, quiet=True)
 
 

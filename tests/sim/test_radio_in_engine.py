@@ -37,6 +37,10 @@ class _Recorder(Scheme):
         return Allocation.empty(observation.num_vehicles)
 
 
+#: the idealised radio (exact sweep power, nominal DFT beams)
+IDEAL = {"measurement": {"ideal": True}, "array": {"ideal": True}}
+
+
 class _SweepRecorder(_Recorder):
     name = "radio_test_sweep"
 
@@ -59,15 +63,15 @@ def recorder_schemes():
 
 def test_ideal_radio_reproduces_the_results_from_before_the_models_byte_for_byte(scenario_factory):
     # golden: run_point of v2xsim as it was before [radio.measurement] / [radio.array] existed
-    for radio in ({}, {"measurement": {"ideal": True}, "array": {"ideal": True}}):
+    for radio in (IDEAL, {"measurement": {"ideal": True, "floor_dbm": -60}, "array": {"ideal": True, "phase_bits": 1}}):
         scenario = scenario_factory(schemes=[{"name": "zf_sweep"}], simulation={"duration_s": 0.3}, radio=radio)
         output = run_point(scenario, speed_kmh=60, num_vehicles=4, seed=0)
         run = {"rows": [asdict(r) for r in output.rows], "cycles": output.cycles, "events": output.events}
         assert _plain(run) == GOLDEN["run"]
 
 
-def test_explicit_ideal_sections_change_nothing_for_any_scheme(scenario_factory):
-    default = run_point(scenario_factory(), speed_kmh=90, num_vehicles=4, seed=1)
+def test_other_keys_of_ideal_sections_change_nothing_for_any_scheme(scenario_factory):
+    default = run_point(scenario_factory(radio=IDEAL), speed_kmh=90, num_vehicles=4, seed=1)
     explicit = run_point(scenario_factory(radio={"measurement": {"ideal": True, "floor_dbm": -60},
                                                  "array": {"ideal": True, "phase_bits": 1}}),
                          speed_kmh=90, num_vehicles=4, seed=1)
@@ -133,6 +137,9 @@ def test_realistic_radio_runs_and_is_reproducible(scenario_factory):
     first = run_point(scenario, speed_kmh=60, num_vehicles=4, seed=seed)
     second = run_point(scenario, speed_kmh=60, num_vehicles=4, seed=seed)
     assert _plain([asdict(r) for r in first.rows]) == _plain([asdict(r) for r in second.rows])
-    ideal = run_point(scenario_factory(simulation={"duration_s": 0.2}), speed_kmh=60, num_vehicles=4, seed=seed)
+    ideal = run_point(scenario_factory(radio=IDEAL, simulation={"duration_s": 0.2}), speed_kmh=60, num_vehicles=4,
+                      seed=seed)
+    default = run_point(scenario_factory(simulation={"duration_s": 0.2}), speed_kmh=60, num_vehicles=4, seed=seed)
+    assert _plain([asdict(r) for r in default.rows]) == _plain([asdict(r) for r in first.rows])  # realistic by default
     assert [r.sum_rate for r in first.rows] != [r.sum_rate for r in ideal.rows]
     assert all(np.isfinite(r.effective_sum_rate) for r in first.rows)

@@ -5,13 +5,13 @@ cars (episode ``k`` = vehicle ``k``, as in FLASH) drive through the RSU coverage
 time, each in its own lane position and speed, and a snapshot is taken every
 ``sample_period_s``. Per snapshot and vehicle the generator stores
 
-- ``rf``: received power per codebook beam [mW] from the channel backend. With the ideal
-  measurement (``radio.measurement.ideal``, the default) it is the exact power, 0 where it
-  is below the receiver sensitivity (so ``feedback = rf > 0`` is the W-bit feedback). With
-  the 802.11ad measurement model it is what the vehicle measured from each sector's SSW
-  frame (:meth:`v2xsim.radio.Radio.measure`): every decoded sector, as FLASH records it,
-  0 for frames below the control-PHY floor; the feedback bits (power above
-  ``radio.sensitivity_dbm``) are then stored in ``v2xsim.npz`` as ``feedback``;
+- ``rf``: received power per codebook beam [mW] from the channel backend. With the
+  802.11ad measurement model (the default) it is what the vehicle measured from each
+  sector's SSW frame (:meth:`v2xsim.radio.Radio.measure`): every decoded sector, as FLASH
+  records it, 0 for frames below the control-PHY floor; the feedback bits (power above
+  ``radio.sensitivity_dbm``) are then stored in ``v2xsim.npz`` as ``feedback``. With the
+  ideal measurement (``radio.measurement.ideal = true``) it is the exact power, 0 where it
+  is below the receiver sensitivity (so ``feedback = rf > 0`` is the W-bit feedback);
 - ``gps``: the position [m] plus GPS noise;
 - ``image``: the rendered view of the vehicle's side camera (:mod:`v2xsim.sensing.camera`);
 - ``lidar``: the ray-cast FLASH grid (:mod:`v2xsim.sensing.lidar`).
@@ -542,7 +542,7 @@ def sweep_channels(config: FlashLikeConfig) -> dict[str, np.ndarray]:
 
 #: what the sector study compares: today's radio, the measured sweep on the ideal array,
 #: and the measured sweep on the hardware array
-SECTOR_VARIANTS = ("ideal radio (today)", "ideal array, measured", "hardware array, measured")
+SECTOR_VARIANTS = ("ideal radio", "ideal array, measured", "hardware array, measured")
 SECTOR_GROUPS = ("LoS", "NLoS", "all")
 
 
@@ -633,8 +633,9 @@ def sector_variants(radio: RadioConfig, seed: int) -> dict[str, RadioConfig]:
     array = radio.array if not radio.array.ideal else ArrayConfig(ideal=False)
     hardware = build.with_array_seed(radio.model_copy(update={"measurement": measurement, "array": array}), seed)
     return {
-        SECTOR_VARIANTS[0]: radio.model_copy(update={"measurement": MeasurementConfig(), "array": ArrayConfig()}),
-        SECTOR_VARIANTS[1]: radio.model_copy(update={"measurement": measurement, "array": ArrayConfig()}),
+        SECTOR_VARIANTS[0]: radio.model_copy(update={"measurement": MeasurementConfig(ideal=True),
+                                                     "array": ArrayConfig(ideal=True)}),
+        SECTOR_VARIANTS[1]: radio.model_copy(update={"measurement": measurement, "array": ArrayConfig(ideal=True)}),
         SECTOR_VARIANTS[2]: hardware,
     }
 

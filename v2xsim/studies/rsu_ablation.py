@@ -100,9 +100,12 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
                      "reordered": reordered, "sum_rate": float(np.mean(rates)), "samples": int(len(rates)),
                      "over_budget": over_budget})
 
+    from v2xsim import build
+
+    built_radio = build.link_budget(radio, road)  # the radio make_drops used (array seed: radio.array.seed or 0)
     for name in study.baselines:
         for k in ks:
-            record(name, k, baseline_sum_rates(per_k_test[k], name), False)
+            record(name, k, baseline_sum_rates(per_k_test[k], name, radio=built_radio, seed=study.seed), False)
         if not quiet:
             print(f"evaluated {name}", file=sys.stderr)
     for variant in study.variants:
@@ -214,21 +217,30 @@ def findings(rows: list[dict[str, Any]], ks: list[int]) -> list[str]:
     return notes
 
 
-def baseline_sum_rates(drops, scheme_name: str) -> np.ndarray:
+def baseline_sum_rates(drops, scheme_name: str, *, radio=None, seed: int = 0) -> np.ndarray:
     """Sum rate [bit/s/Hz] of a classical scheme on every drop (true channels, noise 1):
-    the scheme sees the drop's sweep RSS and (genie schemes) its channels."""
+    the scheme sees the drop's sweep RSS and (genie schemes) its channels. With ``radio``
+    (a :class:`v2xsim.radio.Radio`, the one the drops were made with) the RSS is what the
+    vehicles measure with its sweep model (seeded by ``seed``) and model-based schemes
+    assume its :attr:`~v2xsim.radio.Radio.model_codebook`, as in the event loop."""
     from v2xsim.metrics import rss_vector, user_rates
     from v2xsim.registry import SCHEME
     from v2xsim.schemes.base import Observation
 
     scheme = SCHEME.create(scheme_name)
+    rng = np.random.default_rng([seed, 5150])
     out = np.zeros(len(drops.mask))
     for index in range(len(drops.mask)):
         h = drops.channels[index][drops.mask[index]].astype(complex)
-        observation = Observation(codebook=drops.codebook, p_max=drops.p_max, noise_power=1.0,
-                                  feedback_threshold=drops.threshold, channels=h,
-                                  rss=rss_vector(h, drops.codebook, drops.p_max),
-                                  feedback=drops.feedback[index][drops.mask[index]])
+        rss = rss_vector(h, drops.codebook, drops.p_max)
+        codebook = drops.codebook
+        if radio is not None:
+            # noise-normalised units: 1 here is the radio's noise power
+            rss = radio.measure(rss * radio.noise_power, rng) / radio.noise_power
+            codebook = drops.codebook if scheme.needs_csi else radio.model_codebook
+        observation = Observation(codebook=codebook, p_max=drops.p_max, noise_power=1.0,
+                                  feedback_threshold=drops.threshold, channels=h if scheme.needs_csi else None,
+                                  rss=rss, feedback=drops.feedback[index][drops.mask[index]])
         allocation = scheme.allocate(observation)
         out[index] = user_rates(h, allocation.precoders(drops.codebook), 1.0).sum()
     return out
