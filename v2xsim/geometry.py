@@ -4,6 +4,12 @@ random placement of vehicles and background blockers (no time here).
 Coordinates [m]: x along the road (the RSU's ULA axis), y across it (lanes at y > 0),
 z up. The RSU stands at ``(0, -rsu_setback_m, rsu_height_m)``; its coverage is the
 road stretch ``|x| <= coverage_length / 2``.
+
+Planar traffic (an intersection, a SUMO network; :class:`SectorCoverage`): the same frame
+is the RSU's own (x its array axis, +y the ground direction it faces); vehicles have a
+heading, and their coverage is the ground region the codebook's sector reaches, up to a
+range. Headings are counter-clockwise from +x [rad]; a vehicle's box is the axis-aligned
+box of its turned body (:func:`footprint`).
 """
 
 from __future__ import annotations
@@ -166,13 +172,39 @@ class Boxes:
         return self.centre + self.size / 2.0
 
 
-def on_ground(kind: str, x, y, *, size: tuple[float, float, float] | None = None, owner=None) -> Boxes:
-    """Boxes of one class standing on the road at ``(x, y)`` (arrays of equal length)."""
+#: |cos| or |sin| of a heading below this is taken as exactly 0, so a body turned by a
+#: multiple of 90 deg has exactly its length and width swapped (or kept)
+AXIS_SNAP = 1e-12
+
+
+def footprint(length, width, heading) -> tuple[np.ndarray, np.ndarray]:
+    """Extent along x and along y [m] of the axis-aligned box of a body ``length x width``
+    [m] turned by ``heading`` [rad] (counter-clockwise from +x), arrays broadcast.
+
+    Exact for headings that are multiples of 90 deg (length and width kept or swapped);
+    for any other heading it is the bounding box of the turned rectangle, larger than the
+    body by up to a factor ``sqrt(2)`` per side at 45 deg (an approximation: every
+    obstacle is an axis-aligned box, see :func:`segment_hits`).
+    """
+    heading = np.asarray(heading, dtype=float)
+    cos, sin = np.abs(np.cos(heading)), np.abs(np.sin(heading))
+    cos = np.where(cos < AXIS_SNAP, 0.0, np.where(cos > 1.0 - AXIS_SNAP, 1.0, cos))
+    sin = np.where(sin < AXIS_SNAP, 0.0, np.where(sin > 1.0 - AXIS_SNAP, 1.0, sin))
+    length, width = np.asarray(length, dtype=float), np.asarray(width, dtype=float)
+    return length * cos + width * sin, length * sin + width * cos
+
+
+def on_ground(kind: str, x, y, *, size: tuple[float, float, float] | None = None, owner=None,
+              heading=None) -> Boxes:
+    """Boxes of one class standing on the road at ``(x, y)`` (arrays of equal length),
+    bodies turned by ``heading`` [rad] (default: along +x; see :func:`footprint`)."""
     x = np.atleast_1d(np.asarray(x, dtype=float))
     y = np.atleast_1d(np.asarray(y, dtype=float))
     length, width, height = size or DEFAULT_SIZES[kind]
     centre = np.stack([x, y, np.full_like(x, height / 2.0)], axis=1)
     sizes = np.tile([length, width, height], (len(x), 1))
+    if heading is not None:
+        sizes[:, 0], sizes[:, 1] = footprint(length, width, np.broadcast_to(np.asarray(heading, dtype=float), x.shape))
     return Boxes(centre, sizes, np.full(len(x), KIND_CODE[kind]), owner)
 
 
@@ -211,6 +243,8 @@ class Snapshot:
         obstacles: all boxes, the vehicles' own bodies included.
         speeds: (K,) speeds [m/s], when known.
         channels: (K, Nt) RSU -> vehicle channels, when computed.
+        headings: (K,) driving directions [rad] counter-clockwise from +x, when known
+            (None: along +x, the straight road's).
     """
 
     ids: np.ndarray
@@ -218,6 +252,7 @@ class Snapshot:
     obstacles: Boxes
     speeds: np.ndarray | None = None
     channels: np.ndarray | None = None
+    headings: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -228,15 +263,107 @@ class Snapshot:
         return order[np.searchsorted(self.ids, ids, sorter=order)]
 
 
-def vehicle_boxes(layout: RoadLayout, positions: np.ndarray, ids: np.ndarray, kinds=None) -> Boxes:
-    """Car (or truck) bodies for vehicles at antenna ``positions`` (K, 3)."""
+def vehicle_boxes(layout: RoadLayout, positions: np.ndarray, ids: np.ndarray, kinds=None, headings=None) -> Boxes:
+    """Car (or truck) bodies for vehicles at antenna ``positions`` (K, 3), turned by
+    ``headings`` (K,) [rad] (default: along +x; see :func:`footprint`)."""
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
     kinds = ["car"] * len(positions) if kinds is None else list(kinds)
     parts = [
-        on_ground(kind, positions[i, 0], positions[i, 1], owner=[int(ids[i])])
+        on_ground(kind, positions[i, 0], positions[i, 1], owner=[int(ids[i])],
+                  heading=None if headings is None else headings[i])
         for i, kind in enumerate(kinds)
     ]
     return Boxes.concat(*parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SectorCoverage:
+    """The ground region an RSU covers when traffic moves in the plane.
+
+    A vehicle antenna at ground point ``(x, y)`` (height ``layout.antenna_height_m``) is
+    covered when it is
+
+    * in front of the RSU: ``y > y_rsu`` (the RSU faces +y);
+    * inside the codebook's sector: its direction from the array makes an angle of at most
+      ``phi / 2`` with the array's broadside plane, ``|x| <= tan(phi/2) sqrt((y - y_rsu)^2
+      + (h - h_a)^2)`` (``phi`` the coverage angle, ``h`` the RSU and ``h_a`` the antenna
+      height): the beams of the codebook span exactly these directions, and on a line
+      under the RSU this is the straight road's stretch ``|x| <= h tan(phi/2)`` for
+      ``h_a = 0``;
+    * within ``range_m`` of the RSU pole, horizontally.
+
+    Attributes:
+        layout: the RSU site (position, height, coverage angle, antenna height).
+        range_m: largest horizontal distance from the RSU pole [m].
+    """
+
+    layout: RoadLayout
+    range_m: float
+
+    def __post_init__(self) -> None:
+        check.positive("range_m", self.range_m)
+
+    def _constraints(self, xy: np.ndarray, velocity: np.ndarray | None = None
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each condition as ``a t^2 + b t + c <= 0`` along ``xy + velocity t``, arrays (N,)
+        (velocity None: at t = 0 only, ``a = b = 0``)."""
+        rsu = self.layout.rsu_position
+        x, u = xy[:, 0] - rsu[0], xy[:, 1] - rsu[1]
+        if velocity is None:
+            velocity = np.zeros_like(xy)
+        vx, vy = velocity[:, 0], velocity[:, 1]
+        dz = rsu[2] - self.layout.antenna_height_m
+        t2 = math.tan(self.layout.coverage_angle_rad / 2.0) ** 2
+        zero = np.zeros(len(x))
+        return [
+            (zero, -vy, -u),  # in front: u > 0
+            (vx * vx - t2 * vy * vy, 2.0 * (x * vx - t2 * u * vy), x * x - t2 * (u * u + dz * dz)),
+            (vx * vx + vy * vy, 2.0 * (x * vx + u * vy), x * x + u * u - self.range_m ** 2),
+        ]
+
+    def contains(self, xy: np.ndarray) -> np.ndarray:
+        """Whether each ground point (N, 2) [m] is covered, bool (N,)."""
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        front, sector, disc = (c for _, _, c in self._constraints(xy))
+        return (front < 0) & (sector <= 0) & (disc <= 0)
+
+    def crossings(self, xy: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+        """The instants t > 0 [s] (N, 6) at which points moving on ``xy + velocity t``
+        ((N, 2) [m], (N, 2) [m/s]) may cross the region's boundary (roots of the
+        conditions; NaN where there is none)."""
+        roots = []
+        for a, b, c in self._constraints(xy, velocity):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                linear = np.abs(a) < 1e-12
+                disc = b * b - 4.0 * a * c
+                sq = np.sqrt(np.where(disc >= 0, disc, np.nan))
+                # numerically stable pair of roots
+                q = -0.5 * (b + np.copysign(sq, b))
+                r1 = np.where(linear, np.where(b != 0, -c / b, np.nan), q / a)
+                r2 = np.where(linear, np.nan, c / q)
+            roots += [r1, r2]
+        out = np.stack(roots, axis=1)
+        return np.where(out > 0, out, np.nan)
+
+    def next_change(self, xy: np.ndarray, velocity: np.ndarray, *, entering: bool,
+                    nudge_s: float = 1e-7) -> np.ndarray:
+        """Time [s] (N,) until each point on ``xy + velocity t`` is inside (``entering``)
+        or outside (else) the region, just after a boundary crossing; inf if it never is
+        on that straight line."""
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        velocity = np.asarray(velocity, dtype=float).reshape(-1, 2)
+        times = self.crossings(xy, velocity)
+        best = np.full(len(xy), np.inf)
+        for column in range(times.shape[1]):
+            t = times[:, column]
+            valid = np.isfinite(t)
+            if not valid.any():
+                continue
+            after = self.contains(xy[valid] + velocity[valid] * (t[valid] + nudge_s)[:, None])
+            hit = np.zeros(len(xy), dtype=bool)
+            hit[valid] = after if entering else ~after
+            best = np.where(hit & (t < best), t, best)
+        return best
 
 
 #: lateral position of parked cars: centre this far beyond the far road edge [m]

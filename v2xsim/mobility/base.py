@@ -29,6 +29,18 @@ instead
   that instant as it does at departures;
 * releases what it holds (a SUMO process, a file) in :meth:`close`, which the engine
   calls at the end of every run.
+
+Planar traffic (``planar = True``, e.g. ``sumo`` and ``trace`` with sector coverage on an
+intersection): instead of a lane, every vehicle has a ground position ``(x, y)`` (body
+centre), a heading and a velocity vector, kept in ``self.x``, ``self.y``,
+``self.heading`` and ``self.velocity``; the model then decides itself when a vehicle is in
+the RSU's coverage (:class:`~v2xsim.geometry.SectorCoverage`) and says when the next one
+leaves (:meth:`next_departure_s`). The engine reads a vehicle's state only through
+:attr:`positions`, :attr:`headings`, :attr:`velocities` and :meth:`bodies`, which give
+the lane-based models' state (lane centre, along +x) when ``planar`` is false.
+
+Traffic state: :meth:`state_label` may name the state of the traffic around the RSU
+(e.g. the phase of a traffic light); the engine reports the delivered rate per label.
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from v2xsim.geometry import DEFAULT_SIZES, RoadLayout
+from v2xsim.geometry import DEFAULT_SIZES, RoadLayout, footprint
 
 
 class MobilityModel(ABC):
@@ -54,9 +66,13 @@ class MobilityModel(ABC):
         length, width, height: body box [m].
         time: simulated time of the state [s].
         spawns_vehicles: the model puts the vehicles on the road itself (see the module doc).
+        planar: vehicles move in the plane (see the module doc); then also
+            ``y`` (N,) body centre [m], ``heading`` (N,) [rad, counter-clockwise from +x]
+            and ``velocity`` (N, 2) [m/s].
     """
 
     spawns_vehicles: ClassVar[bool] = False
+    planar: bool = False
 
     def reset(self, *, layout: RoadLayout, rng: np.random.Generator) -> None:
         """Forget all vehicles; keep ``rng`` for any randomness of the model."""
@@ -71,6 +87,9 @@ class MobilityModel(ABC):
         self.length = np.zeros(0)
         self.width = np.zeros(0)
         self.height = np.zeros(0)
+        self.y = np.zeros(0)
+        self.heading = np.zeros(0)
+        self.velocity = np.zeros((0, 2))
         self._entered: list[tuple[int, str]] = []
 
     def add(self, *, vehicle_id: int, x: float, lane: int, speed: float, desired_speed: float | None = None,
@@ -104,6 +123,21 @@ class MobilityModel(ABC):
     def close(self) -> None:
         """Release what the model holds (the engine calls it at the end of a run)."""
 
+    def state_label(self) -> str | None:
+        """A name for the state of the traffic now (e.g. the phase of the traffic light at
+        the RSU), or None; the engine reports the delivered rate per label."""
+        return None
+
+    def next_departure_s(self) -> float:
+        """Time [s] after the state at which the next vehicle leaves at its current velocity
+        (inf if none will; 0 for one already out). Lane-based: its rear passes the exit of
+        the covered stretch."""
+        moving = self.speed > 0
+        if not moving.any():
+            return np.inf
+        gap = self.layout.x_range[1] - (self.x[moving] - self.length[moving] / 2)
+        return float(max(np.min(gap / self.speed[moving]), 0.0))
+
     @abstractmethod
     def step(self, dt: float) -> None:
         """Advance ``self.x`` and ``self.speed`` by ``dt`` seconds."""
@@ -125,9 +159,39 @@ class MobilityModel(ABC):
 
     @property
     def positions(self) -> np.ndarray:
-        """Antenna positions (N, 3) [m]."""
-        y = self.layout.lane_centres[self.lane]
+        """Antenna positions (N, 3) [m] (at the body centre)."""
+        y = self.y if self.planar else self.layout.lane_centres[self.lane]
         return np.stack([self.x, y, np.full(len(self.x), self.layout.antenna_height_m)], axis=1)
+
+    @property
+    def headings(self) -> np.ndarray:
+        """Driving directions (N,) [rad], counter-clockwise from +x (0: lane-based)."""
+        return self.heading.copy() if self.planar else np.zeros(len(self.x))
+
+    @property
+    def velocities(self) -> np.ndarray:
+        """Velocity vectors (N, 3) [m/s] (lane-based: the speed along +x)."""
+        velocity = np.zeros((len(self.x), 3))
+        if self.planar:
+            velocity[:, :2] = self.velocity
+        else:
+            velocity[:, 0] = self.speed
+        return velocity
+
+    def bodies(self, after_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (N, 3) and sizes (N, 3) [m] of the vehicles' boxes, driven on at their
+        velocity for ``after_s`` [s]; a planar vehicle's box is that of its turned body
+        (:func:`~v2xsim.geometry.footprint`)."""
+        if self.planar:
+            along, across = footprint(self.length, self.width, self.heading)
+            sizes = np.stack([along, across, self.height], axis=1)
+            xy = np.stack([self.x, self.y], axis=1)
+            if after_s:
+                xy = xy + self.velocity * after_s
+            return np.concatenate([xy, self.height[:, None] / 2.0], axis=1), sizes
+        sizes = np.stack([self.length, self.width, self.height], axis=1)
+        x = self.x + self.speed * after_s if after_s else self.x
+        return np.stack([x, self.layout.lane_centres[self.lane], self.height / 2.0], axis=1), sizes
 
     def gap_to_leader(self) -> tuple[np.ndarray, np.ndarray]:
         """Bumper-to-bumper gap to the vehicle ahead in the same lane [m] (inf if none) and

@@ -14,7 +14,17 @@ one. Vehicle types: SUMO's vehicle class says whether a vehicle is served (``car
 blocker only (``truck``: trucks, trailers, buses, coaches, trams, trains); its type's
 length, width and height give its box. The default network is the shipped straight road
 (``scenarios/sumo/straight``, made by ``scenarios/sumo/make_networks.py``), whose
-coordinates are the RSU's road frame.
+coordinates are the RSU's road frame; ``scenarios/sumo/intersection`` is a signalised
+4-way intersection with the RSU at a corner (``coverage = "sector"``, see
+:mod:`v2xsim.mobility.frames`).
+
+Traffic state: with ``traffic_light`` set, every frame is labelled with that traffic
+light's phase after the step (``"<index> <name>"``, e.g. ``"0 NS green"``; the index
+alone when the phase has no name), and the engine reports the delivered rate per phase.
+
+Demand: ``demand_vph`` scales every flow of the route files together (SUMO's ``--scale``)
+so that they bring that many vehicles per hour in total; ``"sweep"`` takes the number
+from the swept ``num_vehicles`` of the point (then a demand, not a vehicle count).
 
 Needs the ``sumo`` extra (``pip install 'v2xsim[sumo]'``: libsumo and the eclipse-sumo
 binaries); without it a scenario naming this model is refused in one line.
@@ -33,13 +43,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from v2xsim.errors import ConfigError
-from v2xsim.mobility.frames import BLOCKER_CLASSES, Frame, FrameMobility, VehicleType, frame
+from v2xsim.mobility.frames import BLOCKER_CLASSES, Frame, FrameMobility, VehicleType, frame, sumo_heading
 from v2xsim.registry import MOBILITY
 
 log = logging.getLogger(__name__)
@@ -116,6 +127,65 @@ def captured_stderr() -> Iterator[list[str]]:
             lines.extend(sink.read().decode(errors="replace").splitlines())
 
 
+def _flow_rate_vph(flow: ET.Element, *, where: str) -> float:
+    """Vehicles per hour of one ``<flow>`` (vehsPerHour, period, ``period="exp(rate)"``,
+    probability per second, or number over its begin / end)."""
+    def number(key: str, text: str | None = None) -> float:
+        text = flow.get(key, "") if text is None else text
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{where}: flow {flow.get('id')!r}: {key}={text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where}: flow {flow.get('id')!r}: {key}={text!r} must be finite and >= 0")
+        return value
+
+    if flow.get("vehsPerHour") is not None:
+        return number("vehsPerHour")
+    period = flow.get("period")
+    if period is not None:
+        if period.startswith("exp(") and period.endswith(")"):
+            return number("period", period[4:-1]) * 3600.0  # Poisson arrivals at that rate [1/s]
+        value = number("period")
+        return 3600.0 / value if value > 0 else math.inf
+    if flow.get("probability") is not None:
+        return number("probability") * 3600.0
+    if flow.get("number") is not None and flow.get("end") is not None:
+        span = number("end") - (number("begin") if flow.get("begin") is not None else 0.0)
+        return number("number") * 3600.0 / span if span > 0 else math.inf
+    raise ConfigError(f"{where}: flow {flow.get('id')!r} has no rate (vehsPerHour, period, probability, or number "
+                      f"with end), which demand_vph needs")
+
+
+def route_demand_vph(config: Path) -> float:
+    """Total demand [veh/h] of the flows of the route files a ``.sumocfg`` names (what
+    SUMO's ``--scale 1`` brings); ConfigError naming the file for demand that is not a
+    flow (single vehicles or trips cannot be scaled to a rate)."""
+    try:
+        root = ET.parse(config).getroot()
+    except (OSError, ET.ParseError) as error:
+        raise ConfigError(f"{config}: cannot read the SUMO configuration ({error})") from None
+    element = root.find("./input/route-files")
+    if element is None or not element.get("value"):
+        raise ConfigError(f"{config}: names no route files, which demand_vph needs")
+    total = 0.0
+    for name in element.get("value").split(","):
+        path = resolve_path(name.strip(), config.parent)
+        try:
+            routes = ET.parse(path).getroot()
+        except (OSError, ET.ParseError) as error:
+            raise ConfigError(f"{path}: cannot read the route file ({error})") from None
+        for item in routes.iter():
+            if item.tag in ("vehicle", "trip", "person"):
+                raise ConfigError(f"{path}: demand_vph scales flows only; this file has a <{item.tag}>")
+            if item.tag == "flow":
+                total += _flow_rate_vph(item, where=str(path))
+    if not 0 < total < math.inf:
+        raise ConfigError(f"{config}: the route files' flows bring {total:g} vehicles per hour; demand_vph needs "
+                          f"a finite demand > 0 to scale")
+    return total
+
+
 @MOBILITY.register("sumo")
 class SumoMobility(FrameMobility):
     """Traffic simulated by SUMO, stepped with the world.
@@ -135,9 +205,18 @@ class SumoMobility(FrameMobility):
             ``--precision`` of ``fcd_output``: a replay of that file sees the same numbers.
         edges: SUMO edges of the road through the RSU (default: every edge).
         x_offset_m, y_offset_m: SUMO coordinates of the road frame's origin [m].
+        rotation_deg: direction of the road frame's +x (the RSU's array axis) in SUMO's
+            coordinates, counter-clockwise from SUMO's +x [deg].
+        coverage: ``"stretch"`` (straight road) or ``"sector"`` (planar traffic).
+        coverage_range_m: horizontal range of the sector coverage [m].
+        traffic_light: id of the SUMO traffic light whose phase labels the traffic state.
+        demand_vph: total demand [veh/h] the route files' flows are scaled to, or
+            ``"sweep"`` (the swept ``num_vehicles``); default: the route files' own.
         types: vehicle types by SUMO type id, before SUMO's own (``kind``, ``length_m``,
             ``width_m``, ``height_m``).
         base_dir: directory of the scenario file (set by the engine).
+        num_vehicles: the swept ``num_vehicles`` of the point (set by the engine; used by
+            ``demand_vph = "sweep"`` only).
     """
 
     name = "sumo"
@@ -145,9 +224,13 @@ class SumoMobility(FrameMobility):
     def __init__(self, *, config: str | None = None, step_length_s: float = 0.1, warmup_s: float = 60.0,
                  seed: int = 23423, api: str = "libsumo", args: list[str] | None = None,
                  fcd_output: str | None = None, precision: int = 17, edges: list[str] | None = None,
-                 x_offset_m: float = 0.0, y_offset_m: float = 0.0, types: Mapping[str, Any] | None = None,
-                 base_dir: str | os.PathLike | None = None) -> None:
-        super().__init__(x_offset_m=x_offset_m, y_offset_m=y_offset_m, types=types)
+                 x_offset_m: float = 0.0, y_offset_m: float = 0.0, rotation_deg: float = 0.0,
+                 coverage: str = "stretch", coverage_range_m: float | None = None,
+                 traffic_light: str | None = None, demand_vph: float | str | None = None,
+                 types: Mapping[str, Any] | None = None, base_dir: str | os.PathLike | None = None,
+                 num_vehicles: int | None = None) -> None:
+        super().__init__(x_offset_m=x_offset_m, y_offset_m=y_offset_m, rotation_deg=rotation_deg, coverage=coverage,
+                         coverage_range_m=coverage_range_m, types=types)
         where = "mobility model 'sumo'"
         if api not in APIS:
             raise ConfigError(f"{where}: api must be one of {', '.join(APIS)}, got {api!r}")
@@ -188,15 +271,44 @@ class SumoMobility(FrameMobility):
         self.fcd_output = None if fcd_output is None else resolve_path(fcd_output, base)
         self.precision = precision
         self.edges = None if edges is None else frozenset(edges)
+        if traffic_light is not None and (not isinstance(traffic_light, str) or not traffic_light):
+            raise ConfigError(f"{where}: traffic_light must be a SUMO traffic light id, got {traffic_light!r}")
+        self.traffic_light = traffic_light
+        if demand_vph is not None:
+            if demand_vph == "sweep":
+                pass
+            elif (isinstance(demand_vph, bool) or not isinstance(demand_vph, (int, float))
+                  or not 0 < demand_vph < math.inf):
+                raise ConfigError(f"{where}: demand_vph must be a number > 0 [vehicles/h] or \"sweep\", "
+                                  f"got {demand_vph!r}")
+            if any(arg == "--scale" or arg.startswith("--scale=") for arg in self.args):
+                raise ConfigError(f"{where}: demand_vph and args = [\"--scale\", ...] both set the demand; keep one")
+            self.nominal_vph = route_demand_vph(self.config)
+        self.demand_vph = demand_vph
+        self.num_vehicles = num_vehicles
         self._sim: Any = None  # the libsumo module or a TraCI connection while running
         self._end_s = -1.0
 
     # ------------------------------------------------------------ SUMO
+    def demand(self) -> float | None:
+        """The total demand of this run [veh/h] (None: the route files' own)."""
+        if self.demand_vph is None:
+            return None
+        if self.demand_vph != "sweep":
+            return float(self.demand_vph)
+        if self.num_vehicles is None or self.num_vehicles <= 0:
+            raise ConfigError(f"mobility model 'sumo': demand_vph = \"sweep\" takes the demand from the swept "
+                              f"num_vehicles [vehicles/h], which must be > 0 (got {self.num_vehicles!r})")
+        return float(self.num_vehicles)
+
     def command(self) -> list[str]:
         """SUMO's command line for this run."""
         command = [sumo_binary() if self.api == "traci" else "sumo", "-c", str(self.config),
                    "--seed", str(self.seed % 2**31), "--step-length", repr(self.step_length_s),
                    "--no-step-log", "true", *self.args]
+        demand = self.demand()
+        if demand is not None:
+            command += ["--scale", repr(demand / self.nominal_vph)]
         if self.fcd_output is not None:
             path = str(self.fcd_output).replace("{seed}", str(self.seed % 2**31))
             command += ["--fcd-output", path, "--precision", str(self.precision)]
@@ -241,6 +353,10 @@ class SumoMobility(FrameMobility):
         begin, delta = float(simulation.getTime()), float(simulation.getDeltaT())
         self._end_s = float(simulation.getEndTime()) if hasattr(simulation, "getEndTime") else -1.0
         origin = begin + self.warmup_s
+        if self.traffic_light is not None and self.traffic_light not in self._sim.trafficlight.getIDList():
+            known = ", ".join(self._sim.trafficlight.getIDList()) or "none"
+            raise ConfigError(f"{self.config}: no traffic light {self.traffic_light!r} (mobility.options."
+                              f"traffic_light; the network has: {known})")
         # warm-up: steps whose frames the world never needs are taken without reading them
         while simulation.getTime() + delta <= origin - 1e-9 and not self._ended():
             self._sim.simulationStep()
@@ -266,10 +382,22 @@ class SumoMobility(FrameMobility):
                 continue
             x, y = vehicle.getPosition(vehicle_id)
             # as SUMO writes them with --precision, so a replay of its FCD sees the same numbers
-            records.append((vehicle_id, float(f"{x:.{digits}f}"), float(f"{y:.{digits}f}"),
-                            float(f"{vehicle.getSpeed(vehicle_id):.{digits}f}"), int(vehicle.getLaneIndex(vehicle_id)),
-                            vehicle.getTypeID(vehicle_id)))
-        return frame(time_s, records)
+            record = (vehicle_id, float(f"{x:.{digits}f}"), float(f"{y:.{digits}f}"),
+                      float(f"{vehicle.getSpeed(vehicle_id):.{digits}f}"), int(vehicle.getLaneIndex(vehicle_id)),
+                      vehicle.getTypeID(vehicle_id))
+            if self.planar:
+                record += (sumo_heading(float(f"{vehicle.getAngle(vehicle_id):.{digits}f}")),)
+            records.append(record)
+        return frame(time_s, records, label=self._phase())
+
+    def _phase(self) -> str | None:
+        """The label of the traffic light's current phase (None without ``traffic_light``)."""
+        if self.traffic_light is None:
+            return None
+        lights = self._sim.trafficlight
+        index = int(lights.getPhase(self.traffic_light))
+        name = str(lights.getPhaseName(self.traffic_light))
+        return f"{index} {name}" if name else str(index)
 
     def _vehicle_type(self, type_id: str) -> VehicleType:
         types = self._sim.vehicletype

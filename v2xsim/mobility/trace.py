@@ -3,11 +3,14 @@
 Two formats, told apart by the file name (either may be gzipped, ``.gz``):
 
 * ``.xml``: SUMO's FCD output (``sumo --fcd-output``): ``<timestep time="...">`` elements
-  holding ``<vehicle id x y speed type [lane]/>`` (x, y the front bumper, as SUMO writes
-  them; other elements, e.g. persons, are skipped);
+  holding ``<vehicle id x y speed type [lane] [angle]/>`` (x, y the front bumper, angle in
+  degrees clockwise from north, as SUMO writes them; other elements, e.g. persons, are
+  skipped);
 * ``.csv``: a header ``time,id,x,y,speed,type`` (any order; an optional ``lane`` column
-  holds lane indices), one row per vehicle and instant; rows of one instant are
-  consecutive and form one snapshot.
+  holds lane indices, an optional ``angle`` column SUMO's angle [deg]), one row per
+  vehicle and instant; rows of one instant are consecutive and form one snapshot.
+
+The angle is needed by ``coverage = "sector"`` (planar traffic) only.
 
 Times must increase from snapshot to snapshot; a vehicle missing from a snapshot has left.
 Between snapshots positions are interpolated linearly, with the same entry and exit rules
@@ -32,7 +35,7 @@ from typing import IO, Any, Generator, Iterator, Mapping
 import numpy as np
 
 from v2xsim.errors import ConfigError
-from v2xsim.mobility.frames import KNOWN_TYPES, Frame, FrameMobility, VehicleType, frame
+from v2xsim.mobility.frames import KNOWN_TYPES, Frame, FrameMobility, VehicleType, frame, sumo_heading
 from v2xsim.registry import MOBILITY
 
 CSV_COLUMNS = ("time", "id", "x", "y", "speed", "type")
@@ -62,6 +65,11 @@ def _lane_index(lane: str | None) -> int:
         return -1
     _, _, index = lane.rpartition("_")
     return int(index) if index.isdigit() else -1
+
+
+def _angle(text: str | None, *, where: str) -> float:
+    """SUMO's angle [deg] as a heading [rad] (NaN when absent)."""
+    return math.nan if text is None or not text.strip() else sumo_heading(_number(text, what="angle", where=where))
 
 
 def fcd_frames(path: Path, edges: frozenset[str] | None = None) -> Iterator[Frame]:
@@ -94,7 +102,8 @@ def fcd_frames(path: Path, edges: frozenset[str] | None = None) -> Iterator[Fram
                     records.append((vehicle_id, _number(element.get("x"), what="x", where=where),
                                     _number(element.get("y"), what="y", where=where),
                                     _number(element.get("speed"), what="speed", where=where), _lane_index(lane),
-                                    element.get("type") or "DEFAULT_VEHTYPE"))
+                                    element.get("type") or "DEFAULT_VEHTYPE",
+                                    _angle(element.get("angle"), where=where)))
                 elif element.tag == "timestep":
                     yield frame(time_s, records)
                     time_s, records = None, []
@@ -114,7 +123,7 @@ def csv_frames(path: Path) -> Iterator[Frame]:
         missing = [name for name in CSV_COLUMNS if name not in header]
         if missing:
             raise ConfigError(f"{path}: the header lacks {', '.join(missing)} (needs {','.join(CSV_COLUMNS)})")
-        column = {name: header.index(name) for name in (*CSV_COLUMNS, "lane") if name in header}
+        column = {name: header.index(name) for name in (*CSV_COLUMNS, "lane", "angle") if name in header}
         time_s: float | None = None
         records: list = []
         seen: set[str] = set()
@@ -146,7 +155,8 @@ def csv_frames(path: Path) -> Iterator[Frame]:
             records.append((vehicle_id, _number(row[column["x"]], what="x", where=where),
                             _number(row[column["y"]], what="y", where=where),
                             _number(row[column["speed"]], what="speed", where=where), lane,
-                            row[column["type"]].strip() or "DEFAULT_VEHTYPE"))
+                            row[column["type"]].strip() or "DEFAULT_VEHTYPE",
+                            _angle(row[column["angle"]], where=where) if "angle" in column else math.nan))
         if time_s is not None:
             yield frame(time_s, records)
 
@@ -160,6 +170,10 @@ class TraceMobility(FrameMobility):
         start_s: trace time of the world's t = 0 [s] (default: the first snapshot's).
         edges: SUMO edges of the road through the RSU (FCD only; default: every edge).
         x_offset_m, y_offset_m: trace coordinates of the road frame's origin [m].
+        rotation_deg: direction of the road frame's +x in the trace's coordinates,
+            counter-clockwise from its +x [deg].
+        coverage: ``"stretch"`` (straight road) or ``"sector"`` (planar traffic).
+        coverage_range_m: horizontal range of the sector coverage [m].
         types: vehicle types by type id (``kind``, ``length_m``, ``width_m``, ``height_m``).
         base_dir: directory of the scenario file (set by the engine).
     """
@@ -167,9 +181,11 @@ class TraceMobility(FrameMobility):
     name = "trace"
 
     def __init__(self, *, path: str, start_s: float | None = None, edges: list[str] | None = None,
-                 x_offset_m: float = 0.0, y_offset_m: float = 0.0, types: Mapping[str, Any] | None = None,
-                 base_dir: str | os.PathLike | None = None) -> None:
-        super().__init__(x_offset_m=x_offset_m, y_offset_m=y_offset_m, types=types)
+                 x_offset_m: float = 0.0, y_offset_m: float = 0.0, rotation_deg: float = 0.0,
+                 coverage: str = "stretch", coverage_range_m: float | None = None,
+                 types: Mapping[str, Any] | None = None, base_dir: str | os.PathLike | None = None) -> None:
+        super().__init__(x_offset_m=x_offset_m, y_offset_m=y_offset_m, rotation_deg=rotation_deg, coverage=coverage,
+                         coverage_range_m=coverage_range_m, types=types)
         where = "mobility model 'trace'"
         file = Path(path).expanduser()
         if not file.is_absolute() and base_dir is not None:

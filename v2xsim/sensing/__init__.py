@@ -7,6 +7,15 @@
 
 The ray helpers both use (box slab test, LiDAR scan pattern) are in :mod:`.rays`.
 
+Orientation (vehicles with a heading, e.g. at an intersection): the camera is mounted on
+the body and turns with it (``camera_yaw_deg`` is relative to the heading). GPS reports a
+position only. The LiDAR spins through 360 deg and its grid is, as in FLASH, the box
+between the RSU and the vehicle in the site frame, so a heading could only change the
+azimuth at which the spin starts: the scan pattern starts at +x for every vehicle (an
+approximation of at most half an azimuth step, 0.25 deg by default). Obstacles are
+axis-aligned boxes, a turned body's box its bounding box
+(:func:`v2xsim.geometry.footprint`).
+
 :func:`sense` produces all three for every vehicle of a :class:`~v2xsim.geometry.Snapshot`.
 """
 
@@ -50,8 +59,9 @@ class SensorConfig:
         lidar_num_azimuth: LiDAR rays per revolution.
         camera_width, camera_height: image size [px].
         camera_fov_deg: horizontal field of view [deg], in (0, 180).
-        camera_yaw_deg: viewing direction from +x in the x-y plane [deg]; -90 looks at
-            the RSU side of the road.
+        camera_yaw_deg: viewing direction in the x-y plane [deg] relative to the
+            vehicle's heading (for a vehicle driving along +x: from +x); -90 looks to the
+            right of the vehicle, the RSU side of the straight road.
         camera_pitch_deg: upward camera tilt [deg], in (-90, 90).
         mount_height_m: LiDAR and camera height above the antenna [m].
     """
@@ -101,7 +111,8 @@ def sense(
 
     Args:
         layout: road geometry.
-        snapshot: the vehicles (``ids``, ``positions`` (K, 3) [m]) and every obstacle box.
+        snapshot: the vehicles (``ids``, ``positions`` (K, 3) [m], ``headings`` (K,) [rad]
+            if known: the camera turns with the body) and every obstacle box.
         rng: source of GPS error, LiDAR range error and dropout (in that order).
         config: sensor options (defaults: :class:`SensorConfig`).
 
@@ -124,7 +135,7 @@ def sense(
     return {
         "gps": gps_reading(positions, rng, noise_std_m=config.gps_noise_m),
         "image": camera_images(
-            layout, obstacles, positions, ids,
+            layout, obstacles, positions, ids, headings=snapshot.headings,
             width=config.camera_width, height=config.camera_height,
             fov_deg=config.camera_fov_deg, yaw_deg=config.camera_yaw_deg,
             pitch_deg=config.camera_pitch_deg, mount_height_m=config.mount_height_m),

@@ -162,6 +162,8 @@ def camera_images(
     obstacles: Boxes,
     rx_positions: np.ndarray,
     rx_ids: np.ndarray,
+    *,
+    headings: np.ndarray | None = None,
     **options,
 ) -> np.ndarray:
     """:func:`camera_image` of K vehicles, (K, height, width, 3) uint8.
@@ -169,6 +171,9 @@ def camera_images(
     Args:
         rx_positions: (K, 3) antenna positions [m].
         rx_ids: (K,) vehicle ids.
+        headings: (K,) driving directions [rad, counter-clockwise from +x]; the camera is
+            mounted on the body, so vehicle k looks along ``yaw_deg + degrees(headings[k])``
+            (default: every vehicle along +x, the straight road's).
         options: keyword options of :func:`camera_image`.
     """
     positions, ids = as_vehicles(rx_positions, rx_ids)
@@ -176,10 +181,39 @@ def camera_images(
         height = check.positive_int("height", options.get("height", 90))
         width = check.positive_int("width", options.get("width", 160))
         return np.zeros((0, height, width, 3), dtype=np.uint8)
+    if headings is None:
+        return np.stack([
+            camera_image(layout, obstacles, positions[k], int(ids[k]), **options)
+            for k in range(len(positions))
+        ])
+    headings = np.asarray(headings, dtype=float).reshape(-1)
+    if len(headings) != len(positions):
+        raise ValueError(f"headings must have one entry per vehicle ({len(positions)}), got {len(headings)}")
+    check.finite_array("headings", headings)
+    yaw = float(options.pop("yaw_deg", -90.0))
     return np.stack([
-        camera_image(layout, obstacles, positions[k], int(ids[k]), **options)
+        camera_image(layout, obstacles, positions[k], int(ids[k]), yaw_deg=body_yaw_deg(yaw, headings[k]), **options)
         for k in range(len(positions))
     ])
+
+
+#: body yaws are rounded to this many decimals [deg], so vehicles driving the same
+#: direction share one cached camera geometry (1e-6 deg moves a pixel ray by < 1e-8 rad)
+YAW_DECIMALS = 6
+
+
+def body_yaw_deg(mount_yaw_deg: float, heading_rad: float) -> float:
+    """World yaw [deg] of a camera mounted at ``mount_yaw_deg`` on a body heading
+    ``heading_rad`` (0 heading: the mount yaw itself, exactly), in (-180, 180]."""
+    if heading_rad == 0.0:
+        return mount_yaw_deg
+    yaw = round(mount_yaw_deg + math.degrees(heading_rad), YAW_DECIMALS)
+    yaw = math.fmod(yaw, 360.0)
+    if yaw > 180.0:
+        yaw -= 360.0
+    elif yaw <= -180.0:
+        yaw += 360.0
+    return yaw
 
 
 class _View(NamedTuple):

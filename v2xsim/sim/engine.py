@@ -11,12 +11,20 @@ enough that the two-ray phase of the fastest vehicle moves by at most
 ``simulation.max_phase_step_deg`` (:mod:`v2xsim.sim.resolution`, :mod:`v2xsim.sim.world`).
 Backends that cannot evaluate many instants at once (``vectorised_tracks`` false, e.g. ray
 tracing) are evaluated once per tick, as before.
+
+Traffic states: when the mobility model names the state of the traffic
+(:meth:`~v2xsim.mobility.base.MobilityModel.state_label`, e.g. ``sumo``'s traffic-light
+phase), every step of the world process is attributed to the label of the state it starts
+from: the simulated time, the bits each scheme delivered in it and the cars in coverage
+(time-weighted). :attr:`RunOutput.states` then has one row per scheme and label with the
+effective sum rate within that state, ``delivered bits / (time in the state x
+bandwidth)`` [bit/s/Hz]; the rows of all labels add up to the scheme's whole window.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import simpy
@@ -111,11 +119,48 @@ def summarise(label: str, cycles: list[Cycle], *, delivered: float, serving_s: f
 
 @dataclass
 class RunOutput:
+    """What one swept point gives: result rows, alignment cycles, events processed, wall
+    and simulated time [s], and the per-traffic-state rows (empty when the mobility model
+    names no states; see the module doc)."""
+
     rows: list[PointResult]
     cycles: list[dict[str, object]]
     events: int
     wall_s: float
     simulated_s: float
+    states: list[dict[str, object]] = field(default_factory=list)
+
+
+class StateAccount:
+    """Time, delivered bits per scheme and car-seconds per traffic-state label.
+
+    Args:
+        labels: the schemes' labels.
+    """
+
+    def __init__(self, *, labels: list[str]) -> None:
+        self.labels = labels
+        self.time_s: dict[str, float] = {}
+        self.car_s: dict[str, float] = {}
+        self.bits: dict[str, dict[str, float]] = {}
+        self._last = [0.0] * len(labels)
+
+    def add(self, state: str, *, duration_s: float, cars: int, delivered: list[float]) -> None:
+        """Attribute ``duration_s`` [s] with ``cars`` in coverage and what each scheme
+        delivered since the last call (running totals ``delivered`` [bit/s/Hz x s])."""
+        self.time_s[state] = self.time_s.get(state, 0.0) + duration_s
+        self.car_s[state] = self.car_s.get(state, 0.0) + cars * duration_s
+        bits = self.bits.setdefault(state, dict.fromkeys(self.labels, 0.0))
+        for index, (label, total) in enumerate(zip(self.labels, delivered)):
+            bits[label] += total - self._last[index]
+            self._last[index] = total
+
+    def rows(self, **point: object) -> list[dict[str, object]]:
+        """One row per scheme and state (states in order of first appearance)."""
+        return [{"scheme": label, **point, "state": state, "time_s": time_s,
+                 "effective_sum_rate": self.bits[state][label] / time_s if time_s > 0 else 0.0,
+                 "mean_vehicles": self.car_s[state] / time_s if time_s > 0 else 0.0}
+                for label in self.labels for state, time_s in self.time_s.items()]
 
 
 def run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed: int,
@@ -141,7 +186,8 @@ def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed:
     layout, radio, timing = site.layout, site.radio, site.timing
     channel = build.scenario_channel(scenario.channel, layout=layout, radio=scenario.radio,
                                      seed=int(streams[build.STREAM_CHANNEL].integers(2**31)))
-    mobility = build.mobility_model(scenario.mobility, seed=seed, base_dir=scenario.source_dir)
+    mobility = build.mobility_model(scenario.mobility, seed=seed, base_dir=scenario.source_dir,
+                                    num_vehicles=num_vehicles)
     opened.append(mobility)
 
     tick = scenario.simulation.tick_ms * 1e-3
@@ -170,6 +216,12 @@ def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed:
                                     compute_s=build.compute_time_s(scenario, spec.display),
                                     rng=np.random.default_rng(int(scheme_seed))))
 
+    account = StateAccount(labels=[runner.label for runner in runners])
+
+    def attribute(state: str | None, duration_s: float, cars: int) -> None:
+        if state is not None:
+            account.add(state, duration_s=duration_s, cars=cars, delivered=[r.delivered for r in runners])
+
     def world_tick():
         """Mobility tick: move the traffic, then let every scheme integrate and re-rate
         (on the new tick's samples). When the world follows the vehicles between ticks,
@@ -185,9 +237,12 @@ def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed:
                 departure = world.time + min(world.next_departure_s(), world.next_entry_s()) + DEPARTURE_MARGIN_S
                 at_tick = (ticks + 1) * tick <= departure
                 step = (ticks + 1) * tick - world.time if at_tick else departure - world.time
+            state = mobility.state_label()
+            cars = world.car_count() if state is not None else 0
             yield env.timeout(step)
             for runner in runners:
                 runner.accrue()
+            attribute(state, step, cars)
             world.advance(step)
             ticks += at_tick
             for runner in runners:
@@ -200,8 +255,13 @@ def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed:
                                       radio.num_beams)
     rows, cycles = [], []
     training_seed = scenario.training_seed_for(seed)
+    state, since = mobility.state_label(), duration - world.time
+    cars = world.car_count() if state is not None else 0
     for runner in runners:
         runner.finish()  # close the window at `duration`: the last, unfinished cycle counts too
+    if since > 0:
+        attribute(state, since, cars)
+    for runner in runners:
         rows.append(summarise(runner.label, runner.cycles, delivered=runner.delivered, serving_s=runner.serving_s,
                               aligning_s=runner.aligning_s, window_s=duration, speed_kmh=speed_kmh,
                               num_vehicles=num_vehicles, seed=seed, paper_t_coherence_s=paper_t_coh,
@@ -209,8 +269,9 @@ def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed:
         rows[-1].training_seed = training_seed
         for c in runner.cycles:
             cycles.append({"speed_kmh": speed_kmh, "num_vehicles": num_vehicles, "seed": seed, **asdict(c)})
+    states = account.rows(speed_kmh=speed_kmh, num_vehicles=num_vehicles, seed=seed)
     return RunOutput(rows=rows, cycles=cycles, events=env.processed_events, wall_s=time.perf_counter() - wall_start,
-                     simulated_s=duration)
+                     simulated_s=duration, states=states)
 
 
-__all__ = ["CountingEnvironment", "PointResult", "RunOutput", "run_point", "summarise"]
+__all__ = ["CountingEnvironment", "PointResult", "RunOutput", "StateAccount", "run_point", "summarise"]

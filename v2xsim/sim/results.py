@@ -1,7 +1,10 @@
 """Writing results: results.csv (one row per scheme x point x seed), summary.csv (per
 scheme x point: mean, standard error and 95 % confidence interval across seeds),
 paired.csv (the compared scheme minus the best baseline, seed by seed), events.csv and
-summary.json (configuration, statistics and provenance)."""
+summary.json (configuration, statistics and provenance); when the mobility model names
+traffic states (e.g. SUMO's traffic-light phase), states.csv (the effective sum rate per
+scheme x point x seed x state) and states_summary.csv (its mean and confidence interval
+across seeds)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,13 @@ RESULT_COLUMNS = (
 STATISTIC_COLUMNS = ("effective_sum_rate", "sum_rate", "t_delay_s", "t_coherence_s")
 SUMMARY_COLUMNS = ("scheme", "speed_kmh", "num_vehicles", "metric", "seeds", "mean", "std_error", "ci95_low",
                    "ci95_high")
+#: per traffic state (:attr:`v2xsim.sim.engine.RunOutput.states`): states.csv, and its
+#: statistics across seeds in states_summary.csv
+STATE_COLUMNS = ("scheme", "speed_kmh", "num_vehicles", "seed", "state", "time_s", "effective_sum_rate",
+                 "mean_vehicles")
+STATE_STATISTIC_COLUMNS = ("effective_sum_rate", "mean_vehicles", "time_s")
+STATE_SUMMARY_COLUMNS = ("scheme", "speed_kmh", "num_vehicles", "state", "metric", "seeds", "mean", "std_error",
+                         "ci95_low", "ci95_high")
 PAIRED_COLUMNS = ("scheme", "baseline", "speed_kmh", "num_vehicles", "seeds", "mean_difference", "std_error",
                   "ci95_low", "ci95_high")
 
@@ -60,6 +70,22 @@ def point_statistics(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"scheme": scheme, "speed_kmh": speed, "num_vehicles": count, "metric": metric,
                         "seeds": stat.n, "mean": stat.mean, "std_error": stat.std_error, "ci95_low": stat.ci_low,
                         "ci95_high": stat.ci_high})
+    return out
+
+
+def state_statistics(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and confidence interval across seeds of the per-state columns, per scheme x
+    (speed, K) x state, in the order the rows come."""
+    groups: dict[tuple[str, float, int, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["scheme"], row["speed_kmh"], row["num_vehicles"], row["state"]), []).append(row)
+    out = []
+    for (scheme, speed, count, state), members in groups.items():
+        for metric in STATE_STATISTIC_COLUMNS:
+            stat = mean_ci([r[metric] for r in members])
+            out.append({"scheme": scheme, "speed_kmh": speed, "num_vehicles": count, "state": state,
+                        "metric": metric, "seeds": stat.n, "mean": stat.mean, "std_error": stat.std_error,
+                        "ci95_low": stat.ci_low, "ci95_high": stat.ci_high})
     return out
 
 
@@ -106,6 +132,10 @@ def write_outputs(scenario: Scenario, outputs: Sequence[RunOutput], out_dir: Pat
         columns = ("speed_kmh", "num_vehicles", "seed", "scheme", "start_s", "delay_s", "period_s",
                    "vehicles", "reporting", "served", "apply_sum_rate", "bits", "data_time_s", "complete")
         write_csv(out_dir / "events.csv", cycles, columns)
+    states = [row for output in outputs for row in output.states]
+    if states:
+        write_csv(out_dir / "states.csv", states, STATE_COLUMNS)
+        write_csv(out_dir / "states_summary.csv", state_statistics(states), STATE_SUMMARY_COLUMNS)
     per_scheme: dict[str, dict[str, float]] = {}
     for row in rows:
         entry = per_scheme.setdefault(row["scheme"], {"points": 0, "mean_effective_sum_rate": 0.0,

@@ -4,11 +4,13 @@ the link budget, and the channel between world ticks.
 Time resolution. The world process moves the traffic once per tick (:meth:`World.advance`)
 and blockage is decided at that resolution. Between two changes of the world the vehicles
 drive on at their speeds, ``x(t) = x + v (t - t_tick)`` (exact for constant velocity; the
-mobility model's own update takes over at the next tick), and, for a backend with
+mobility model's own update takes over at the next tick; a planar model's vehicles move
+along their velocity vector, their headings held), and, for a backend with
 ``vectorised_tracks``:
 
-* a vehicle leaves at the instant its rear passes the exit (the world process also steps
-  there, :meth:`World.next_departure_s`), and one that enters between ticks is placed
+* a vehicle leaves at the instant its rear passes the exit (planar traffic: its centre
+  leaves the RSU's sector; the world process also steps there,
+  :meth:`World.next_departure_s`), and one that enters between ticks is placed
   where it is at that instant (its state back-dated to the tick), so the traffic does not
   depend on the tick;
 * a snapshot taken at time ``t`` (an alignment, one slot of a sweep) has the vehicles,
@@ -115,6 +117,7 @@ class World:
         #: time of the vehicles' state [s] (advanced by :meth:`advance`)
         self.time = 0.0
         self._state: tuple | None = None  # the cars at the tick, see _cars_now
+        self._headings = np.zeros(0)  # their headings [rad]
         self._samples: Samples | None = None
         self._snapshots: dict[float | None, Snapshot] = {}
         self._exact: dict[float | None, np.ndarray] = {}  # channels (K, Nt) per instant of this tick
@@ -182,14 +185,10 @@ class World:
         return self.clock() - self.time
 
     def next_departure_s(self) -> float:
-        """Time [s] after the state at which the next vehicle's rear passes the exit at its
-        current speed (inf if none will; 0 for a vehicle already past it)."""
-        m = self.mobility
-        moving = m.speed > 0
-        if not moving.any():
-            return np.inf
-        gap = self.layout.x_range[1] - (m.x[moving] - m.length[moving] / 2)
-        return float(max(np.min(gap / m.speed[moving]), 0.0))
+        """Time [s] after the state at which the next vehicle leaves at its current velocity
+        (inf if none will; 0 for a vehicle already out): on the straight road, when its
+        rear passes the exit (see :meth:`MobilityModel.next_departure_s`)."""
+        return self.mobility.next_departure_s()
 
     def next_entry_s(self) -> float:
         """Time [s] after the state at which the mobility model next puts a vehicle on the
@@ -213,13 +212,11 @@ class World:
 
     # -------------------------------------------------------------- sensing
     def obstacles(self, after_s: float = 0.0) -> Boxes:
-        """Bodies of all vehicles (owned by their ids), driven on for ``after_s`` [s] past
-        the state, plus the static blockers."""
+        """Bodies of all vehicles (owned by their ids; turned with their heading), driven on
+        for ``after_s`` [s] past the state, plus the static blockers."""
         m = self.mobility
         codes = np.array([KIND_CODE[self.kind[int(i)]] for i in m.ids], dtype=int)
-        sizes = np.stack([m.length, m.width, m.height], axis=1)
-        x = m.x + m.speed * after_s if after_s else m.x
-        centre = np.stack([x, self.layout.lane_centres[m.lane], m.height / 2.0], axis=1)
+        centre, sizes = m.bodies(after_s)
         return Boxes.concat(Boxes(centre, sizes, codes, m.ids.copy()), self.static_blockers)
 
     def _cars_now(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Boxes]:
@@ -228,10 +225,19 @@ class World:
         if self._state is None:
             m = self.mobility
             is_car = np.array([self.kind[int(i)] == "car" for i in m.ids], dtype=bool)
-            velocity = np.zeros((int(is_car.sum()), 3))
-            velocity[:, 0] = m.speed[is_car]
-            self._state = (m.ids[is_car].copy(), m.positions[is_car], velocity, self.obstacles())
+            self._state = (m.ids[is_car].copy(), m.positions[is_car], m.velocities[is_car], self.obstacles())
+            self._headings = m.headings[is_car]
         return self._state
+
+    def car_count(self) -> int:
+        """Cars (served vehicles) on the road now."""
+        return len(self._cars_now()[0])
+
+    def car_headings(self) -> np.ndarray:
+        """Driving directions (K,) [rad] of the cars at the tick, rows as in the snapshots
+        (counter-clockwise from +x; 0 on the straight road)."""
+        self._cars_now()
+        return self._headings
 
     def _channels(self, positions: np.ndarray) -> np.ndarray:
         """Channels (T, K, Nt) of the cars at ``positions`` (T, K, 3) within this tick."""
@@ -306,8 +312,10 @@ class World:
         return self._cars_now()[0], channels
 
     def snapshot(self, at: float | None = None) -> Snapshot:
-        """Users, positions, speeds, obstacles and channels at time ``at`` [s] (default:
-        the tick itself); held at the tick for a backend without ``vectorised_tracks``."""
+        """Users, positions, speeds, headings, obstacles and channels at time ``at`` [s]
+        (default: the tick itself); held at the tick for a backend without
+        ``vectorised_tracks``. Between ticks vehicles move on at their velocity (headings
+        held at the tick's)."""
         key = self._instant(at)
         snap = self._snapshots.get(key)
         if snap is None:
@@ -315,7 +323,8 @@ class World:
             if key is not None:
                 positions = positions + (key - self.time) * velocity
                 obstacles = self.obstacles(key - self.time)
-            snap = Snapshot(ids=ids, positions=positions, obstacles=obstacles, speeds=velocity[:, 0].copy(),
-                            channels=self.channels_at(key)[1])
+            speeds = np.hypot(velocity[:, 0], velocity[:, 1]) if self.mobility.planar else velocity[:, 0].copy()
+            snap = Snapshot(ids=ids, positions=positions, obstacles=obstacles, speeds=speeds,
+                            channels=self.channels_at(key)[1], headings=self.car_headings().copy())
             self._snapshots[key] = snap
         return snap
