@@ -35,6 +35,7 @@ COMPONENTS = [
     ("GBA-RSU", "v2xsim.schemes.gba", "GBA", "allocate"),
     ("oracle", "v2xsim.schemes.baselines", "Oracle", "allocate"),
     ("WMMSE-CE", "v2xsim.schemes.baselines", "WMMSEChannelEstimation", "allocate"),
+    ("WMMSE-CB", "v2xsim.schemes.baselines", "WMMSECodebookSearch", "allocate"),
     ("ZF", "v2xsim.schemes.baselines", "ZFSweep", "allocate"),
     ("mobility", "v2xsim.sim.world", "World", "advance"),
 ]

@@ -600,7 +600,7 @@ class SectorStudy:
                     value = 100 * value if key == "best_changes" else value
                     cells.append(("-" if not math.isfinite(value) else fmt.format(value)).rjust(width))
                 lines.append(f"  {title}".ljust(26) + "".join(cells))
-        lines += ["", "heard: sectors reported > 0 (today: above the feedback threshold; measured: SSW frame "
+        lines += ["", "heard: sectors reported > 0 (ideal radio: above the feedback threshold; measured: SSW frame "
                   "decoded). within N dB: the other sectors (the best not counted). best-sector changes: "
                   "consecutive positions of one vehicle (one sample period apart) whose strongest sector differs."]
         return "\n".join(lines) + "\n"

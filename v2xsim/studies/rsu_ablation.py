@@ -147,7 +147,7 @@ def run_study(study: RSUStudy, out_dir: Path, *, quiet: bool = False) -> dict[st
                              "over_budget": "" if row["over_budget"] is None else f"{row['over_budget']:.4g}"})
     notes = findings(rows, ks)
     profile = f"RSU training profile: {study.profile}" + (
-        " (CPU-sized: hidden 128, one-cycle schedule, 3000 steps, auxiliary beam CE 0.3; the paper's settings are "
+        " (CPU-sized: hidden 128, one-cycle schedule, 1500 steps, auxiliary beam CE 0.3; the paper's settings are "
         "profile = \"paper\")" if study.profile == "cpu" else " (seed 002, Section V-B)")
     table = markdown_table(rows, ks) + "\n" + profile + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     (out_dir / "table.md").write_text(table)
