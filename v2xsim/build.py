@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,13 @@ STREAM_ARRAY = 5
 def random_streams(seed: int) -> list[np.random.Generator]:
     """The run's generators, one per ``STREAM_*`` index, all from the run seed."""
     return [np.random.default_rng([seed, stream]) for stream in range(STREAM_SCHEMES + 1)]
+
+
+def scheme_rng(seed: int, label: str) -> np.random.Generator:
+    """The generator of the scheme labelled ``label`` in a run of ``seed``: named by the
+    label, so a scheme's draws (sensor noise, sweep measurement noise, its own choices) do
+    not depend on which other schemes run or in which order."""
+    return np.random.default_rng([seed, STREAM_SCHEMES, zlib.crc32(label.encode("utf-8"))])
 
 
 # ------------------------------------------------------------------ schemes

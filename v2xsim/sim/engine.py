@@ -207,14 +207,13 @@ def _run_point(scenario: Scenario, *, speed_kmh: float, num_vehicles: int, seed:
         env.process(traffic.run(env, world, streams[build.STREAM_TRAFFIC]))
 
     policy = build.realignment_policy(scenario.realignment)
-    scheme_seeds = streams[build.STREAM_SCHEMES].integers(2**31, size=len(scenario.schemes))
     runners = []
     schemes = build.schemes(scenario, store or ModelStore(), training_seed=scenario.training_seed_for(seed))
-    for (spec, scheme), scheme_seed in zip(schemes, scheme_seeds):
+    for spec, scheme in schemes:
         runners.append(SchemeRunner(env=env, world=world, scheme=scheme, label=spec.display, timing=timing,
                                     policy=policy, aging=scenario.channel.aging,
                                     compute_s=build.compute_time_s(scenario, spec.display),
-                                    rng=np.random.default_rng(int(scheme_seed))))
+                                    rng=build.scheme_rng(seed, spec.display)))
 
     account = StateAccount(labels=[runner.label for runner in runners])
 
