@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import world_recorder as recorder
 
 from v2xsim.config import load_scenario, scenario_from_dict
 from v2xsim.errors import ConfigError
@@ -59,27 +60,13 @@ def to_site(x, y):
 
 def record_world(monkeypatch) -> list[tuple[float, dict[str, tuple[float, float, float]]]]:
     """Every state the engine's world passes through: (time, {SUMO id: (x, y, heading)})."""
-    states = []
 
     def state(world):
         m = world.mobility
         return world.time, {m.source_ids[int(i)]: (float(x), float(y), float(h))
                             for i, x, y, h in zip(m.ids, m.x, m.y, m.heading)}
 
-    original_init, original_advance = World.__init__, World.advance
-
-    def init(self, **kwargs):
-        original_init(self, **kwargs)
-        states.append(state(self))
-
-    def advance(self, dt):
-        left = original_advance(self, dt)
-        states.append(state(self))
-        return left
-
-    monkeypatch.setattr(World, "__init__", init)
-    monkeypatch.setattr(World, "advance", advance)
-    return states
+    return recorder.record_world(monkeypatch, state)
 
 
 # ------------------------------------------------------------ turned bodies

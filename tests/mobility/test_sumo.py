@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import world_recorder as recorder
 
 from v2xsim.config import load_scenario
 from v2xsim.errors import ConfigError
@@ -20,7 +21,6 @@ from v2xsim.geometry import RoadLayout
 from v2xsim.mobility.frames import KNOWN_TYPES
 from v2xsim.registry import MOBILITY
 from v2xsim.sim.engine import run_point
-from v2xsim.sim.world import World
 
 from v2xsim.mobility import sumo as sumo_module
 from v2xsim.mobility.sumo import DEFAULT_CONFIG, SumoMobility, sumo_binary
@@ -69,27 +69,13 @@ def fcd(tmp_path_factory) -> dict[float, dict[str, tuple[float, float, int, str]
 
 def record_world(monkeypatch) -> list[tuple[float, dict[str, tuple[float, float, int]]]]:
     """Every state the engine's world passes through: (time, {SUMO id: (front x, speed, lane)})."""
-    states = []
 
     def state(world):
         m = world.mobility
         return world.time, {m.source_ids[int(i)]: (float(x + length / 2), float(v), int(lane))
                             for i, x, v, lane, length in zip(m.ids, m.x, m.speed, m.lane, m.length)}
 
-    original_init, original_advance = World.__init__, World.advance
-
-    def init(self, **kwargs):
-        original_init(self, **kwargs)
-        states.append(state(self))
-
-    def advance(self, dt):
-        left = original_advance(self, dt)
-        states.append(state(self))
-        return left
-
-    monkeypatch.setattr(World, "__init__", init)
-    monkeypatch.setattr(World, "advance", advance)
-    return states
+    return recorder.record_world(monkeypatch, state)
 
 
 @needs_sumo
