@@ -68,9 +68,12 @@ class Oracle(Scheme):
         # the sweep-based schemes' decisions are extra starting points, so the genie is
         # never worse than what they would pick on the same channel
         rss = observation.p_max * np.abs(beam_space) ** 2
-        sweep = ZFSweep().allocate(_with(observation, rss=rss))
-        estimated = self._estimator.allocate(_with(observation, rss=rss))
-        paper = self._paper_estimator.allocate(_with(observation, rss=rss))
+        swept = _with(observation, rss=rss)
+        sweep = ZFSweep().allocate(swept)
+        # both estimators have the same (default) settings: one estimate serves both
+        estimate = self._estimator.estimate(swept)
+        estimated = self._estimator.allocate_on(estimate, swept)
+        paper = self._paper_estimator.allocate_on(estimate, swept)
         beams, powers, _ = optimise_allocation(
             beam_space, observation.p_max, observation.noise_power,
             starts=[(sweep.beams, sweep.powers), (estimated.beams, estimated.powers),
@@ -249,7 +252,10 @@ class WMMSEChannelEstimation(RSSChannelEstimation):
         rss = _require(observation, "rss")
         if rss.shape[0] == 0:
             return Allocation.empty()
-        estimate = self.estimate(observation)
+        return self.allocate_on(self.estimate(observation), observation)
+
+    def allocate_on(self, estimate: np.ndarray, observation: Observation) -> Allocation:
+        """Beams and powers for the channel ``estimate`` (K, Nt) of ``observation``."""
         start = (matched_filter_precoders(estimate, observation.p_max) if self.init == "mrt"
                  else random_precoders(estimate, observation.p_max, observation.rng))
         beams, powers = snapped_wmmse_allocation(
@@ -289,7 +295,10 @@ class WMMSECodebookSearch(RSSChannelEstimation):
         rss = _require(observation, "rss")
         if rss.shape[0] == 0:
             return Allocation.empty()
-        estimate = self.estimate(observation)
+        return self.allocate_on(self.estimate(observation), observation)
+
+    def allocate_on(self, estimate: np.ndarray, observation: Observation) -> Allocation:
+        """Beams and powers for the channel ``estimate`` (K, Nt) of ``observation``."""
         beams, powers, _ = optimise_allocation(
             beam_space_channel(estimate, observation.codebook), observation.p_max,
             observation.noise_power, rounds=self.rounds,
