@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override an experiment value, e.g. --set strategy.name=\"da\" (repeatable)")
     fl.add_argument("--quiet", action="store_true", help="no progress output")
+    corridor = sub.add_parser("corridor", help="FL on the road: federated rounds over a corridor of RSUs in "
+                                               "simulated time (a corridor scenario file and its [sweep])")
+    corridor.add_argument("scenario", help="TOML corridor file (e.g. scenarios/fl_corridor.toml)")
+    corridor.add_argument("--out", required=True, help="output directory (a rerun into it resumes)")
+    corridor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a value, e.g. --set fl.rounds=5 (repeatable)")
+    corridor.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
+    corridor.add_argument("--quiet", action="store_true", help="no progress output")
     dataset = sub.add_parser("dataset", help="write a data set in the FLASH layout")
     dataset.add_argument("kind", choices=["flash-like"], help="data-set generator")
     dataset.add_argument("--out", required=True, help="output directory (new or empty)")
@@ -144,6 +152,15 @@ def _fl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corridor(args: argparse.Namespace) -> int:
+    from v2xsim.studies.fl_corridor import run_corridor_file
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    run_corridor_file(args.scenario, args.overrides, Path(args.out), quiet=args.quiet, workers=args.workers)
+    return 0
+
+
 def _dataset(args: argparse.Namespace) -> int:
     from v2xsim.data.flash_like import config_from_overrides, generate_flash_like
 
@@ -189,7 +206,7 @@ def _radio(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "study": _study, "fl": _fl, "dataset": _dataset, "train": _train, "radio": _radio}
+COMMANDS = {"run": _run, "study": _study, "fl": _fl, "corridor": _corridor, "dataset": _dataset, "train": _train, "radio": _radio}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -421,6 +421,9 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     if "study" in data:
         raise ConfigError(f"{path}: a study file (study = {data['study']!r}), not a scenario: "
                           f"run it with 'v2xsim study {path} --out DIR'")
+    if data.get("experiment") == "fl_road":
+        raise ConfigError(f"{path}: a corridor FL file (experiment = 'fl_road'), not a scenario: "
+                          f"run it with 'v2xsim corridor {path} --out DIR'")
     if "experiment" in data:
         raise ConfigError(f"{path}: an FL experiment file (experiment = {data['experiment']!r}), not a scenario: "
                           f"run it with 'v2xsim fl {path} --out DIR'")

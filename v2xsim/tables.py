@@ -17,3 +17,17 @@ def table_cell(value: Any, *, digits: int) -> Any:
             raise ValueError(f"refusing to write a non-finite value ({value}) to a result table")
         return f"{value:.{digits}g}"
     return value
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars, tuples and sets (anything else is
+    refused: a TypeError naming its type)."""
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -107,6 +107,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> FLE
     """Read and validate an FL experiment file (``--set`` overrides applied)."""
     path = Path(path)
     data = read_toml(path, what="the FL experiment")
+    if data.get("experiment") == "fl_road":
+        raise ConfigError(f"{path}: a corridor FL file (experiment = 'fl_road'): run it with "
+                          f"'v2xsim corridor {path} --out DIR'")
     return experiment_from_dict(apply_overrides(data, overrides or []), path)
 
 

@@ -40,7 +40,7 @@ from v2xsim.fl.strategies import POOLED_CLIENT
 from v2xsim.formats import MODALITIES
 from v2xsim.progress import silenced
 from v2xsim.store import ModelStore, atomic_save, load_saved
-from v2xsim.tables import table_cell
+from v2xsim.tables import json_default, table_cell
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -346,16 +346,6 @@ def _write_outputs(out_dir: Path, rows, summary, final_state) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: table_cell(row.get(k), digits=6) for k in ROUND_COLUMNS})
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
     if final_state is not None:
         atomic_save({"model": final_state, "config": summary["model"]}, out_dir / MODEL_FILE)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
