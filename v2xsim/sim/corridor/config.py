@@ -117,12 +117,19 @@ class FLSection(Section):
 
 
 class EvaluationSection(Section):
-    """``[evaluation]``: the held-out FLASH-like bed the global model is scored on each
-    round (accuracy, and the sum rate of GBA-RSU on the predicted feedback); ``data`` /
-    ``rsu`` as in an FL experiment file. Disabled: no accuracy columns."""
+    """``[evaluation]``: the held-out bed the global model is scored on after each round
+    (accuracy, and the sum rate of GBA-RSU on the predicted feedback; see
+    :mod:`v2xsim.sim.corridor.evaluation`). Disabled: no accuracy columns."""
 
     enabled: bool = True
+    #: "road": a survey fleet's samples of this corridor; "flash_like": a FLASH-like set
+    bed: Literal["road", "flash_like"] = "road"
+    #: survey length [s] and its recording period (every n-th alignment of each RSU)
+    survey_s: float = Field(30.0, gt=0)
+    record_every: int = Field(2, ge=1)
+    #: the FLASH-like bed's data options (bed = "flash_like"; warm-start data)
     data: PluginOptions = Field(default_factory=dict)
+    #: GBA-RSU's training options, as in an FL experiment file
     rsu: PluginOptions = Field(default_factory=dict)
     test_fraction: float = Field(0.2, gt=0, lt=1)
 

@@ -159,6 +159,9 @@ class CorridorEngine:
             their local training and aggregation are skipped; ``on_replayed`` is called
             when the last of them closes (to load the checkpoint's state), and ``pending``
             holds the asynchronous dispatches the checkpoint had not aggregated yet.
+        recorder: receives every recorded alignment ``(rsu, cars, channels (K, Nt),
+            measured RSS (K, W) [W], sensor readings, feedback bits (K, W))`` instead of
+            the cars' own data sets (the evaluation survey).
     """
 
     def __init__(self, *, env: simpy.Environment, corridor: Corridor, fleet: Fleet, layout: RoadLayout,
@@ -168,7 +171,8 @@ class CorridorEngine:
                  on_round: Callable[[dict[str, Any]], None] | None = None, replay: int = 0,
                  replay_log: list[list[tuple[int, dict]]] | None = None,
                  on_replayed: Callable[[], None] | None = None,
-                 pending: dict[int, dict[str, Any]] | None = None) -> None:
+                 pending: dict[int, dict[str, Any]] | None = None,
+                 recorder: Callable[..., None] | None = None) -> None:
         self.env = env
         self.corridor = corridor
         self.fleet = fleet
@@ -188,6 +192,7 @@ class CorridorEngine:
         self.replay = replay
         self.replay_log = replay_log or []
         self.on_replayed = on_replayed
+        self.recorder = recorder
         self.instructions_log: list[list[tuple[int, dict]]] = []
         n_rsu = corridor.num_rsus
         if fl is not None and fl.priority:
@@ -403,16 +408,21 @@ class CorridorEngine:
         ids = np.asarray(cars)
         h = site.channel.channels(positions, bodies, ids)
         measured = radio.measure(rss_vector(h, radio.codebook, radio.p_max), site.measurement_rng)
-        if record and self.strategy is not None:  # without FL nobody learns from the samples
+        # without FL (and no survey) nobody learns from the samples
+        if record and (self.strategy is not None or self.recorder is not None):
             from v2xsim.sensing import sense
 
             scheme_sensors = getattr(site.scheme, "sensor_config", None)
             readings = sense(self.layout, Snapshot(ids=ids, positions=positions, obstacles=bodies), site.sensing_rng,
                              config=scheme_sensors)
-            for row, car in enumerate(cars):
-                self.learner.data[car].add(gps=readings["gps"][row], image=readings["image"][row],
-                                           lidar=readings["lidar"][row], rss=measured[row] * 1e3,
-                                           feedback=measured[row] > radio.feedback_threshold)
+            feedback = measured > radio.feedback_threshold
+            if self.recorder is not None:
+                self.recorder(j, cars, h, measured, readings, feedback)
+            else:
+                for row, car in enumerate(cars):
+                    self.learner.data[car].add(gps=readings["gps"][row], image=readings["image"][row],
+                                               lidar=readings["lidar"][row], rss=measured[row] * 1e3,
+                                               feedback=feedback[row])
             self.accounts[j].samples_recorded += len(cars)
             self._wake_eligibility()
         if not evaluate:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -83,21 +84,40 @@ class RoadData:
         return self._set
 
 
+@dataclass
+class Preparation:
+    """What every run of a scenario starts from.
+
+    Attributes:
+        initial_model: the initial global GBA-Vehicle.
+        server: what DA uses at the RSU (GBA-RSU, link budget, label statistics), or None.
+        evaluate: held-out metrics of a model, or None (no evaluation).
+        warm: warm-start samples per FLASH-like vehicle, or None.
+        used: models used (file name -> hash), for provenance.
+    """
+
+    initial_model: torch.nn.Module
+    server: Any = None
+    evaluate: Callable[[torch.nn.Module], dict[str, Any]] | None = None
+    warm: dict[int, SensorSet] | None = None
+    used: dict[str, str] = field(default_factory=dict)
+
+
 class Learner:
     """Global GBA-Vehicle, one client per car (made when it first trains) and the
     evaluation bed.
 
     Args:
-        scenario: the corridor scenario. prepared: the FL preparation (held-out bed, GBA-RSU,
-            initial model), or None when evaluation is disabled. initial_model: the global
-            model to start from. available: (K, 3) sensors of every car. seed: the run seed.
+        scenario: the corridor scenario. preparation: the initial global model, what DA
+            needs at the RSU, the held-out evaluation and warm-start data
+            (:class:`Preparation`). available: (K, 3) sensors of every car. seed: the run seed.
     """
 
-    def __init__(self, *, scenario: CorridorScenario, prepared: Any, initial_model: torch.nn.Module,
-                 available: np.ndarray, seed: int) -> None:
+    def __init__(self, *, scenario: CorridorScenario, preparation: "Preparation", available: np.ndarray,
+                 seed: int) -> None:
         fl = scenario.fl
-        self.prepared = prepared
-        self.model = copy.deepcopy(initial_model)
+        self.preparation = preparation
+        self.model = copy.deepcopy(preparation.initial_model)
         self.global_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.training = LocalTraining(epochs=fl.local_epochs, batch_size=fl.batch_size, lr=fl.lr,
                                       weight_decay=fl.weight_decay, modality_dropout=fl.modality_dropout)
@@ -105,13 +125,13 @@ class Learner:
             self.da = DAOptions(**scenario.da)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"da: {error}") from None
-        self.server = prepared.server if prepared is not None else None
+        self.server = preparation.server
         num_beams = int(self.model.num_beams) if hasattr(self.model, "num_beams") else None
         self.num_beams = num_beams
         warm = {}
-        if fl.warm_start and prepared is not None:
-            episodes = sorted(prepared.vehicle_data)
-            warm = {car: prepared.vehicle_data[episodes[car % len(episodes)]] for car in range(len(available))}
+        if fl.warm_start and preparation.warm:
+            episodes = sorted(preparation.warm)
+            warm = {car: preparation.warm[episodes[car % len(episodes)]] for car in range(len(available))}
         self.data = {car: RoadData(num_beams=num_beams, max_samples=fl.max_samples, available=available[car],
                                    warm=warm.get(car)) for car in range(len(available))}
         self.available = np.asarray(available, dtype=bool)
@@ -183,12 +203,10 @@ class Learner:
     # ------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, Any]:
         """Held-out metrics of the global model (empty without an evaluation bed)."""
-        if self.prepared is None:
+        if self.preparation.evaluate is None:
             return {}
-        from v2xsim.fl.evaluation import evaluate_global
-
         self.model.load_state_dict(self.global_state)
-        return evaluate_global(self.model.eval(), self.prepared.held_out, contributions=False)
+        return self.preparation.evaluate(self.model.eval())
 
     # ------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -201,4 +219,4 @@ class Learner:
             self.client(int(car)).load_state_dict(saved)
 
 
-__all__ = ["Learner", "RoadData"]
+__all__ = ["Learner", "Preparation", "RoadData"]

@@ -56,8 +56,12 @@ RSU_COLUMNS = ["rsu", "x_m", "cycles", "evaluated_cycles", "mean_delay_s", "feed
 STREAM_PLACEMENT, STREAM_SENSORS_FITTED, STREAM_DEVICES, STREAM_AGGREGATOR, STREAM_RSU = range(5)
 
 
-def _stream(seed: int, *index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 71, *index])
+#: tags of the random streams of the study's runs and of the evaluation survey
+RUN_STREAMS, SURVEY_STREAMS, SITE_STREAMS = 71, 72, 73
+
+
+def _stream(seed: int, tag: int, *index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, tag, *index])
 
 
 class Point:
@@ -65,7 +69,7 @@ class Point:
 
     def __init__(self, scenario: CorridorScenario, *, speed_kmh: float | None = None, vehicles: int | None = None,
                  seed: int | None = None, strategy: str | None = None, fl_enabled: bool | None = None,
-                 priority: bool | None = None, duration_s: float | None = None) -> None:
+                 priority: bool | None = None, duration_s: float | None = None, survey: bool = False) -> None:
         self.scenario = scenario
         self.speed_kmh = float(scenario.traffic.speed_kmh if speed_kmh is None else speed_kmh)
         self.vehicles = int(scenario.traffic.vehicles if vehicles is None else vehicles)
@@ -74,6 +78,8 @@ class Point:
         self.fl_enabled = scenario.fl.enabled if fl_enabled is None else bool(fl_enabled)
         self.priority = scenario.fl.priority if priority is None else bool(priority)
         self.duration_s = float(scenario.duration_s if duration_s is None else duration_s)
+        #: random streams: a run's, or the evaluation survey's (another fleet, other draws)
+        self.streams = SURVEY_STREAMS if survey else RUN_STREAMS
         for name, value in (("speed_kmh", self.speed_kmh), ("duration_s", self.duration_s)):
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name}: must be a positive number, got {value}")
@@ -81,7 +87,7 @@ class Point:
     def key(self) -> str:
         return config_hash({"format": CHECKPOINT_FORMAT, "scenario": self.scenario.model_dump(mode="json"),
                             "point": [self.speed_kmh, self.vehicles, self.seed, self.strategy, self.fl_enabled,
-                                      self.priority, self.duration_s]})
+                                      self.priority, self.duration_s, self.streams]})
 
     def label(self) -> str:
         fl = self.strategy if self.fl_enabled else "no FL"
@@ -93,54 +99,127 @@ def _strategy_options(point: Point) -> dict[str, Any]:
     return dict(fl.strategy.options) if point.strategy == fl.strategy.name else {}
 
 
-#: FL preparations of this process (data set and GBA-RSU are loaded once per process)
+#: preparations of this process (one survey and one GBA-RSU per scenario and process)
 _PREPARED: dict[str, Any] = {}
 
 
-def prepare_learning(point: Point, *, store: ModelStore | None, quiet: bool):
-    """The FL preparation when evaluation is on: the held-out FLASH-like bed, GBA-RSU
-    (both from the scenario seed, shared by every run of a study) and the initial global
-    model (initialised from the run's seed); else None and a freshly initialised model."""
-    scenario = point.scenario
-    if scenario.evaluation.enabled:
-        from v2xsim.fl.experiment import FLExperiment
-        from v2xsim.fl.runner import prepare, prepared_key
-
-        try:
-            experiment = FLExperiment(
-                name=scenario.name, seed=scenario.seed, setting="balanced", road=scenario.road.model_dump(mode="json"),
-                radio=scenario.radio.model_dump(mode="json"), data=dict(scenario.evaluation.data),
-                model=dict(scenario.model), rsu=dict(scenario.evaluation.rsu),
-                test_fraction=scenario.evaluation.test_fraction)
-        except ValueError as error:
-            raise ConfigError(f"evaluation: {error}") from None
-        key = prepared_key(experiment)
-        prepared = _PREPARED.get(key)
-        if prepared is None:
-            prepared = _PREPARED[key] = prepare(experiment, store=store, quiet=quiet)
-        model = prepared.initial_model
-        if point.seed != scenario.seed:  # the evaluation bed is the scenario's; the start is the run's
-            from v2xsim.training.vehicle import build_vehicle_model
-
-            torch.manual_seed(point.seed)
-            model = build_vehicle_model(prepared.vehicle_config, scenario.radio.num_beams)
-            if "gps" in model.branches:
-                model.branches["gps"].shift.copy_(prepared.initial_model.branches["gps"].shift)
-                model.branches["gps"].scale.copy_(prepared.initial_model.branches["gps"].scale)
-            model = model.eval()
-        return prepared, model
-    from v2xsim.training.vehicle import VehicleTrainingConfig, build_vehicle_model
+def _vehicle_config(scenario: CorridorScenario, seed: int):
+    from v2xsim.training.vehicle import VehicleTrainingConfig
 
     try:
-        config = VehicleTrainingConfig(**{**dict(scenario.model), "seed": point.seed})
+        return VehicleTrainingConfig(**{**dict(scenario.model), "seed": seed})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model: {error}") from None
-    torch.manual_seed(point.seed)
-    return None, build_vehicle_model(config, scenario.radio.num_beams).eval()
+
+
+def _initial_model(scenario: CorridorScenario, seed: int, gps: np.ndarray | None):
+    """GBA-Vehicle initialised from ``seed``; its GPS normalisation from ``gps`` (N, 2)
+    (the coverage area's centre and extent: public, not private data)."""
+    from v2xsim.training.vehicle import build_vehicle_model
+
+    torch.manual_seed(seed)
+    model = build_vehicle_model(_vehicle_config(scenario, seed), scenario.radio.num_beams)
+    if gps is not None and "gps" in model.branches:
+        values = torch.from_numpy(np.asarray(gps, dtype=np.float32))
+        model.branches["gps"].shift.copy_(values.mean(dim=0))
+        model.branches["gps"].scale.copy_(values.std(dim=0).clamp_min(1e-3))
+    return model.eval()
+
+
+def _gba_rsu(scenario: CorridorScenario, store: ModelStore):
+    """GBA-RSU trained (or loaded) for the corridor's road and radio, frozen."""
+    from v2xsim.training.rsu import DataConfig, RSUTrainingConfig, train_rsu
+
+    options = dict(scenario.evaluation.rsu)
+    try:
+        data = DataConfig(road=scenario.road.model_dump(), radio=scenario.radio.model_dump(), **options.pop("data", {}))
+        config = RSUTrainingConfig(data=data, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"evaluation.rsu: {error}") from None
+    rsu = train_rsu(config, store=store).eval()
+    for parameter in rsu.parameters():
+        parameter.requires_grad_(False)
+    return rsu
+
+
+def survey(scenario: CorridorScenario, *, quiet: bool = True) -> "Any":
+    """The survey of the road evaluation bed: the scenario's ``[traffic]`` on its own
+    random streams, no FL, recording every ``evaluation.record_every``-th alignment for
+    ``evaluation.survey_s`` [s]; returns the :class:`SurveyRecorder`."""
+    from v2xsim.sim.corridor.evaluation import SurveyRecorder
+
+    alignment = scenario.alignment.model_copy(update={"record_every": scenario.evaluation.record_every})
+    surveyed = scenario.model_copy(update={"alignment": alignment})
+    point = Point(surveyed, fl_enabled=False, duration_s=scenario.evaluation.survey_s, survey=True)
+    holder: dict[str, SurveyRecorder] = {}
+
+    def factory(available: np.ndarray) -> SurveyRecorder:
+        holder["recorder"] = SurveyRecorder(available=available)
+        return holder["recorder"]
+
+    env = simpy.Environment()
+    build_engine(point, env, learner_factory=factory, quiet=quiet, recorder_from_learner=True)
+    env.run(until=point.duration_s)
+    return holder["recorder"]
+
+
+def prepare_learning(point: Point, *, store: ModelStore | None, quiet: bool):
+    """What the point's learner starts from (:class:`~v2xsim.sim.corridor.learning.Preparation`):
+    with evaluation, the held-out bed and GBA-RSU (from the scenario, shared by every run
+    of a study: the survey of the road, or the FLASH-like bed) and the initial model
+    (initialised from the run's seed); without, a freshly initialised model."""
+    from v2xsim.sim.corridor.learning import Preparation
+
+    scenario = point.scenario
+    evaluation = scenario.evaluation
+    if not evaluation.enabled:
+        return Preparation(initial_model=_initial_model(scenario, point.seed, None))
+    store = store or ModelStore(quiet=quiet)
+    key = config_hash(scenario.model_dump(mode="json", include={"seed", "road", "radio", "timing", "channel",
+                                                                 "realignment", "corridor", "rsus", "traffic",
+                                                                 "alignment", "evaluation", "model"}))
+    shared = _PREPARED.get(key)
+    if shared is None:
+        if evaluation.bed == "road":
+            from v2xsim.sim.corridor.evaluation import RoadBed, evaluate_on_road
+
+            rsu = _gba_rsu(scenario, store)
+            recorded = survey(scenario, quiet=quiet)
+            radios = [build.link_budget(scenario.radio, scenario.road, seed=scenario.seed, rsu=index)
+                      for index in range(len(scenario.rsus))]
+            bed = RoadBed(test_set=recorded.sensor_set(), groups=recorded.groups,
+                          codebooks=[radio.codebook for radio in radios], p_max=radios[0].p_max,
+                          noise_power=radios[0].noise_power, rsu=rsu)
+            shared = {"server": bed.server(point.vehicles), "gps": bed.test_set.gps,
+                      "evaluate": lambda model, bed=bed: evaluate_on_road(model, bed), "warm": None,
+                      "samples": len(bed.test_set), "alignments": len(bed.groups)}
+        else:
+            from v2xsim.fl.evaluation import evaluate_global
+            from v2xsim.fl.experiment import FLExperiment
+            from v2xsim.fl.runner import prepare
+
+            try:
+                experiment = FLExperiment(
+                    name=scenario.name, seed=scenario.seed, setting="balanced",
+                    road=scenario.road.model_dump(mode="json"), radio=scenario.radio.model_dump(mode="json"),
+                    data=dict(evaluation.data), model=dict(scenario.model), rsu=dict(evaluation.rsu),
+                    test_fraction=evaluation.test_fraction)
+            except ValueError as error:
+                raise ConfigError(f"evaluation: {error}") from None
+            prepared = prepare(experiment, store=store, quiet=quiet)
+            held_out = prepared.held_out
+            shared = {"server": prepared.server, "gps": prepared.pooled_data.gps,
+                      "evaluate": lambda model, bed=held_out: evaluate_global(model, bed, contributions=False),
+                      "warm": prepared.vehicle_data, "samples": len(held_out.test_set),
+                      "alignments": len(held_out.snapshots)}
+        shared["used"] = dict(store.used)
+        _PREPARED[key] = shared
+    return Preparation(initial_model=_initial_model(scenario, point.seed, shared["gps"]), server=shared["server"],
+                       evaluate=shared["evaluate"], warm=shared["warm"], used=shared["used"])
 
 
 def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, store: ModelStore | None = None,
-                 quiet: bool = True, **engine_options: Any) -> CorridorEngine:
+                 quiet: bool = True, recorder_from_learner: bool = False, **engine_options: Any) -> CorridorEngine:
     """The engine of one point on ``env`` (world, RSUs, fleet, learner and strategy)."""
     from v2xsim.registry import FL_STRATEGY, SCHEME
 
@@ -155,7 +234,7 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
         corridor = Corridor(length_m=scenario.corridor.length_m, loop=scenario.corridor.loop,
                             coverage=[(r.x_m + x_min, r.x_m + x_max) for r in rsus])
         x0, lane = place_cars(count=point.vehicles, length_m=scenario.corridor.length_m, lanes=layout.num_lanes,
-                              min_gap_m=scenario.traffic.min_gap_m, rng=_stream(point.seed, STREAM_PLACEMENT))
+                              min_gap_m=scenario.traffic.min_gap_m, rng=_stream(point.seed, point.streams, STREAM_PLACEMENT))
         given = scenario.traffic.positions_m
         if given is not None:
             if len(given) != point.vehicles:
@@ -167,7 +246,7 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
         raise ConfigError(str(error)) from None
     classes = [DeviceClass(name=c.name, gflops=c.gflops, share=c.share) for c in scenario.devices.classes] \
         if scenario.devices.classes else list(DEFAULT_CLASSES)
-    devices_rng = _stream(point.seed, STREAM_DEVICES)
+    devices_rng = _stream(point.seed, point.streams, STREAM_DEVICES)
     devices = draw_devices(point.vehicles, classes, spread=scenario.devices.spread, rng=devices_rng)
     available = np.ones((point.vehicles, len(MODALITIES)), dtype=bool)
     available[:, MODALITIES.index("image")] = devices_rng.random(point.vehicles) < scenario.traffic.image_share
@@ -175,21 +254,23 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
     fleet = Fleet(x0=x0, speed=np.full(point.vehicles, kmh_to_mps(point.speed_kmh)), lane=lane, devices=devices)
     sites = []
     for index, rsu in enumerate(rsus):
-        radio = build.link_budget(scenario.radio, scenario.road, seed=point.seed, rsu=index)
+        # the site (arrays, the channel's scatterers) from the scenario seed; the run's own
+        # seed draws its fleet, devices and noise
+        radio = build.link_budget(scenario.radio, scenario.road, seed=scenario.seed, rsu=index)
         channel = build.scenario_channel(scenario.channel, layout=layout, radio=scenario.radio,
-                                         seed=int(_stream(point.seed, STREAM_RSU, index, 0).integers(2**31)))
+                                         seed=int(_stream(scenario.seed, SITE_STREAMS, index).integers(2**31)))
         scheme = SCHEME.create(scenario.alignment.scheme, dict(scenario.alignment.options))
         if scheme.acquisition == "sensing":
             raise ConfigError(f"alignment.scheme: {scenario.alignment.scheme!r} aligns from on-vehicle sensing; the "
                               "corridor's cars learn from sweeps, so use a sweep (or genie) scheme")
-        context = build.SchemeContext(road=scenario.road, radio=build.with_array_seed(scenario.radio, point.seed),
+        context = build.SchemeContext(road=scenario.road, radio=build.with_array_seed(scenario.radio, scenario.seed),
                                       blockers=BlockersConfig(), site=build.Site(layout, radio, timing),
                                       store=store or ModelStore(quiet=True))
         scheme.prepare(context)
         sites.append(RSUSite(x_m=rsu.x_m, radio=radio, channel=channel, scheme=scheme,
-                             measurement_rng=_stream(point.seed, STREAM_RSU, index, 1),
-                             sensing_rng=_stream(point.seed, STREAM_RSU, index, 2),
-                             scheme_rng=_stream(point.seed, STREAM_RSU, index, 3)))
+                             measurement_rng=_stream(point.seed, point.streams, STREAM_RSU, index, 1),
+                             sensing_rng=_stream(point.seed, point.streams, STREAM_RSU, index, 2),
+                             scheme_rng=_stream(point.seed, point.streams, STREAM_RSU, index, 3)))
     strategy = None
     learner = None
     if point.fl_enabled:
@@ -207,16 +288,17 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
     if learner_factory is not None:
         learner = learner_factory(available)
     else:
-        prepared, model = prepare_learning(point, store=store, quiet=quiet)
-        learner = Learner(scenario=scenario, prepared=prepared, initial_model=model, available=available,
-                          seed=point.seed)
+        learner = Learner(scenario=scenario, preparation=prepare_learning(point, store=store, quiet=quiet),
+                          available=available, seed=point.seed)
+    if recorder_from_learner:
+        engine_options["recorder"] = learner
 
     fl = scenario.fl.model_copy(update={"priority": point.priority})
     return CorridorEngine(env=env, corridor=corridor, fleet=fleet, layout=layout, sites=sites, timing=timing,
                           policy=policy, learner=learner, strategy=strategy, fl=fl, alignment=scenario.alignment,
                           backhaul_latency_s=scenario.backhaul.latency_ms * 1e-3,
-                          backhaul_rate_bps=scenario.backhaul.rate_gbps * 1e9, flops_per_sample=learner.flops_per_sample,
-                          rng=_stream(point.seed, STREAM_AGGREGATOR), **engine_options)
+                          backhaul_rate_bps=scenario.backhaul.rate_gbps * 1e9, flops_per_sample=getattr(learner, "flops_per_sample", None),
+                          rng=_stream(point.seed, point.streams, STREAM_AGGREGATOR), **engine_options)
 
 
 def run_point(point: Point, out_dir: str | Path | None = None, *, store: ModelStore | None = None,
@@ -356,7 +438,8 @@ def write_outputs(out: Path, engine: CorridorEngine, rows: list[dict[str, Any]],
                 "effective_sum_rate": table_cell(account.delivered() / window if window > 0 else 0.0, digits=9),
                 "samples_recorded": account.samples_recorded})
     written = {k: v for k, v in summary.items() if k != "engine"}
-    written["provenance"] = provenance({})
+    preparation = getattr(engine.learner, "preparation", None)
+    written["provenance"] = provenance(dict(preparation.used) if preparation is not None else {})
     written["configuration"] = engine_configuration(summary)
     (out / "summary.json").write_text(json.dumps(written, indent=2, default=str) + "\n")
     if summary.get("complete") and engine.strategy is not None:
