@@ -196,7 +196,8 @@ class Learner:
             mask = torch.tensor([[m in modalities for m in model.modalities]] * 2)
             zeros = {"gps": torch.zeros(2, 2), "image": torch.zeros(2, 90, 160, 3, dtype=torch.uint8),
                      "lidar": torch.zeros(2, 20, 20, 20, dtype=torch.int8)}
-            self._flops[modalities] = training_flops_per_sample(model, {m: zeros[m] for m in model.modalities},
+            # the car's pruned network: the branches of the sensors it has, as its client trains
+            self._flops[modalities] = training_flops_per_sample(model, {m: zeros[m] for m in modalities},
                                                                 available=mask)
         return self._flops[modalities]
 
