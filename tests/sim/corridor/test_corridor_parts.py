@@ -117,3 +117,21 @@ def test_the_road_bed_is_a_survey_of_the_corridor_and_scores_models():
     assert all(np.isfinite(v) for v in metrics.values() if v is not None)
     assert 0.0 <= metrics["bit_accuracy"] <= 1.0 and metrics["sum_rate"] >= 0.0
     assert evaluate_on_road  # the function the bed's evaluate calls
+
+
+def test_warm_start_gives_every_car_flash_like_samples_before_it_drives():
+    from v2xsim.sim.corridor.learning import Learner
+    from v2xsim.sim.corridor.run import prepare_learning
+
+    scenario = corridor_from_dict({
+        "corridor": {"length_m": 200.0}, "rsus": [{"x_m": 50.0}], "traffic": {"vehicles": 3},
+        "fl": {"warm_start": True},
+        "evaluation": {"survey_s": 2.0, "rsu": {"hidden": 16, "steps": 20},
+                       "data": {"num_episodes": 2, "trials_per_category": 1, "samples_per_trial": 2}},
+        "model": {"hidden": 32, "features": {"gps": 16, "image": 16, "lidar": 16}}})
+    preparation = prepare_learning(Point(scenario), store=None, quiet=True)
+    assert preparation.warm is not None and len(preparation.warm) == 2
+    learner = Learner(scenario=scenario, preparation=preparation, available=np.ones((3, 3), bool), seed=0)
+    sizes = [learner.num_samples(car) for car in range(3)]
+    assert sizes == [len(preparation.warm[0]), len(preparation.warm[1]), len(preparation.warm[0])]
+    assert min(sizes) > 0

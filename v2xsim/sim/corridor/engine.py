@@ -224,6 +224,9 @@ class CorridorEngine:
         self._failures: list = []
         self._on_settle: Callable[[], None] = lambda: None
         self.upload_active = [0] * n_rsu
+        #: bytes carried by the backhaul (models to the RSUs, results to the aggregator)
+        self.backhaul_bytes = 0
+        self._backhaul_reported = 0
         self._open_cycle: list[dict[str, Any] | None] = [None] * n_rsu
         self._upload_spans: list[list[tuple[float, float]]] = [[] for _ in range(n_rsu)]
         for car in range(len(fleet)):
@@ -500,6 +503,7 @@ class CorridorEngine:
         with self.backhaul[j].request() as request:
             yield request
             yield self.env.timeout(8 * nbytes / self.backhaul_rate_bps)
+        self.backhaul_bytes += nbytes
         if self.backhaul_latency_s > 0:
             yield self.env.timeout(self.backhaul_latency_s)
 
@@ -808,7 +812,12 @@ class CorridorEngine:
             "compute_s": float(sum(r.compute_s for r in involved)),
             "preemptions": int(sum(r.preemptions for r in involved)),
             "samples": int(sum(r.update.num_samples for r in delivered if r.update is not None)),
+            "bytes_backhaul": self._backhaul_since_last_row(),
         }
+
+    def _backhaul_since_last_row(self) -> int:
+        carried, self._backhaul_reported = self.backhaul_bytes - self._backhaul_reported, self.backhaul_bytes
+        return int(carried)
 
 
 __all__ = ["CorridorEngine", "Fleet", "RSUAccount", "RSUSite", "LEFT_COVERAGE", "MISSED_DEADLINE", "ROUND_CLOSED"]

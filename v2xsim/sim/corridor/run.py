@@ -46,7 +46,7 @@ from v2xsim.units import kmh_to_mps
 
 CHECKPOINT_FORMAT = 1
 ROUND_COLUMNS = ["round", "open_s", "close_s", "deadline_s", "selected", "completed", "failed", "failure_reasons",
-                 "rejected", "bytes_down", "bytes_up", "airtime_down_s", "airtime_up_s", "upload_wait_s",
+                 "rejected", "bytes_down", "bytes_up", "bytes_backhaul", "airtime_down_s", "airtime_up_s", "upload_wait_s",
                  "compute_s", "preemptions", "samples", "staleness_mean", "bit_accuracy", "exact_match",
                  "top1_beam_hit", "sum_rate"]
 EVENT_COLUMNS = ["time_s", "event", "car", "rsu", "round", "detail"]
@@ -142,6 +142,23 @@ def _gba_rsu(scenario: CorridorScenario, store: ModelStore):
     return rsu
 
 
+def _flash_like(scenario: CorridorScenario, store: ModelStore, quiet: bool):
+    """The FL preparation of a FLASH-like set for the corridor's road and radio (the
+    ``flash_like`` bed and the warm-start data)."""
+    from v2xsim.fl.experiment import FLExperiment
+    from v2xsim.fl.runner import prepare
+
+    evaluation = scenario.evaluation
+    try:
+        experiment = FLExperiment(
+            name=scenario.name, seed=scenario.seed, setting="balanced", road=scenario.road.model_dump(mode="json"),
+            radio=scenario.radio.model_dump(mode="json"), data=dict(evaluation.data), model=dict(scenario.model),
+            rsu=dict(evaluation.rsu), test_fraction=evaluation.test_fraction)
+    except ValueError as error:
+        raise ConfigError(f"evaluation: {error}") from None
+    return prepare(experiment, store=store, quiet=quiet)
+
+
 def survey(scenario: CorridorScenario, *, quiet: bool = True) -> "Any":
     """The survey of the road evaluation bed: the scenario's ``[traffic]`` on its own
     random streams, no FL, recording every ``evaluation.record_every``-th alignment for
@@ -193,20 +210,12 @@ def prepare_learning(point: Point, *, store: ModelStore | None, quiet: bool):
             shared = {"server": bed.server(point.vehicles), "gps": bed.test_set.gps,
                       "evaluate": lambda model, bed=bed: evaluate_on_road(model, bed), "warm": None,
                       "samples": len(bed.test_set), "alignments": len(bed.groups)}
+            if scenario.fl.warm_start:  # warm-start data: the FLASH-like vehicles' training sets
+                shared["warm"] = _flash_like(scenario, store, quiet).vehicle_data
         else:
             from v2xsim.fl.evaluation import evaluate_global
-            from v2xsim.fl.experiment import FLExperiment
-            from v2xsim.fl.runner import prepare
 
-            try:
-                experiment = FLExperiment(
-                    name=scenario.name, seed=scenario.seed, setting="balanced",
-                    road=scenario.road.model_dump(mode="json"), radio=scenario.radio.model_dump(mode="json"),
-                    data=dict(evaluation.data), model=dict(scenario.model), rsu=dict(evaluation.rsu),
-                    test_fraction=evaluation.test_fraction)
-            except ValueError as error:
-                raise ConfigError(f"evaluation: {error}") from None
-            prepared = prepare(experiment, store=store, quiet=quiet)
+            prepared = _flash_like(scenario, store, quiet)
             held_out = prepared.held_out
             shared = {"server": prepared.server, "gps": prepared.pooled_data.gps,
                       "evaluate": lambda model, bed=held_out: evaluate_global(model, bed, contributions=False),
