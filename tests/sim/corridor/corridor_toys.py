@@ -73,6 +73,9 @@ class FixedLearner:
     def bytes_up(self, car: int, config) -> int:
         return self.up
 
+    def model_bytes(self) -> int:
+        return self.down
+
     def flops_per_sample(self, car: int) -> float:
         return self.flops
 

@@ -519,8 +519,8 @@ class CorridorEngine:
                     self._coverage_waiters[car].append(wake)
                     yield wake
                     continue
-                if j not in model_at:
-                    model_at[j] = env.process(self._backhaul(j, run.bytes_down))
+                if j not in model_at:  # the whole global model, once per RSU and dispatch
+                    model_at[j] = env.process(self._backhaul(j, learner.model_bytes()))
                 run.stage = "backhaul"
                 yield model_at[j]
                 if self.serving[car] == j:

@@ -158,6 +158,10 @@ class Learner:
         keys = select_entries(state.keys(), groups=config.get("download", "all"), modalities=self.modalities(car))
         return payload_bytes(state, keys)
 
+    def model_bytes(self) -> int:
+        """Bytes of the whole global model (what the backhaul carries to an RSU)."""
+        return payload_bytes(self.global_state)
+
     def bytes_up(self, car: int, config: Mapping[str, Any]) -> int:
         """Bytes the car uploads for ``config``."""
         keys = select_entries(self.global_state.keys(), groups=config.get("upload", "all"),

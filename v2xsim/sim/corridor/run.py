@@ -382,7 +382,8 @@ def run_point(point: Point, out_dir: str | Path | None = None, *, store: ModelSt
     engine.finish()
     window = env.now
     summary = summarise(point, engine, rows, window, wall_s=time.perf_counter() - started)
-    summary["complete"] = len(rows) >= fl.rounds or not point.fl_enabled
+    # complete: the run reached its horizon or its last round (not stopped as by a kill)
+    summary["complete"] = not stop.triggered
     summary["initial"] = initial
     if out is not None:
         write_outputs(out, engine, rows, summary)
