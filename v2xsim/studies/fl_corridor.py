@@ -93,8 +93,9 @@ def _run_one(scenario: CorridorScenario, spec: RunSpec, directory: str) -> dict[
         if saved.get("key") == point.key():
             return saved
     summary = run_point(point, out, quiet=True)
-    engine = summary.pop("engine")
-    result = {"key": point.key(), "summary": summary, "rounds": engine.rounds, "initial": summary.get("initial", {})}
+    summary.pop("engine")
+    rounds = summary.pop("rounds")  # every round, also those before a resume
+    result = {"key": point.key(), "summary": summary, "rounds": rounds, "initial": summary.get("initial", {})}
     done.write_text(json.dumps(result, default=json_default) + "\n")
     return json.loads(done.read_text())
 

@@ -105,3 +105,16 @@ def test_feedback_waits_behind_a_model_upload_unless_it_has_priority():
     assert up[0] == pytest.approx(up[1], rel=1e-9)
     assert prioritised["effective_sum_rate"] > plain["effective_sum_rate"]
     assert math.isfinite(plain["effective_sum_rate"])
+
+
+def test_cars_past_the_end_of_an_open_road_are_gone():
+    import simpy
+
+    from v2xsim.sim.corridor.run import build_engine
+
+    scenario = toy(traffic={"speed_kmh": 72.0, "positions_m": [990.0, 85.0]})
+    env = simpy.Environment()
+    engine = build_engine(Point(scenario), env, learner_factory=fixed())
+    positions, bodies = engine._scene(0, [1], 1.0)  # car 0 is at 1010 m: off the road
+    assert set(bodies.owner.tolist()) == {1}
+    assert positions[0, 0] == pytest.approx(85.0 + 20.0 - 100.0)

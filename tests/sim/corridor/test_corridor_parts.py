@@ -51,6 +51,10 @@ def test_the_flop_count_of_a_pruned_network_is_smaller():
     ({"sweep": {"metric": "loss"}}, "sweep.metric"),
     ({"rsus": []}, "rsus"),
     ({"duration_s": float("inf")}, "duration_s"),
+    ({"seed": -1}, "seed"),
+    ({"sweep": {"vehicles": [0]}}, "sweep.vehicles"),
+    ({"devices": {"spread": 50.0}}, "devices.spread"),
+    ({"fl": {"min_samples": 300, "max_samples": 200}}, "no car could ever take part"),
 ])
 def test_bad_corridor_files_are_refused_naming_the_key(sections, message):
     with pytest.raises(ConfigError, match=message.replace("(", "\\(").replace("'", "'")):
@@ -62,6 +66,7 @@ def test_bad_corridor_files_are_refused_naming_the_key(sections, message):
     ({"fl": {"strategy": {"name": "centralized"}}}, "pools every car's raw data"),
     ({"fl": {"strategy": {"name": "da"}}}, "'da' needs evaluation.enabled"),
     ({"traffic": {"positions_m": [1.0]}}, "traffic.positions_m: 1 positions for 2 cars"),
+    ({"fl": {"strategy": {"name": "flash", "options": {"policy": [1.0]}}}}, "fl.strategy: FL strategy .flash.: policy must be 4"),
 ])
 def test_impossible_runs_are_refused_before_they_start(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -110,6 +115,8 @@ def test_the_road_bed_is_a_survey_of_the_corridor_and_scores_models():
     a = prepare_learning(Point(scenario, seed=0), store=None, quiet=True)
     b = prepare_learning(Point(scenario, seed=1), store=None, quiet=True)
     assert a.evaluate is b.evaluate  # one bed per scenario
+    c = prepare_learning(Point(scenario, vehicles=9), store=None, quiet=True)
+    assert (a.server.num_vehicles, c.server.num_vehicles) == (6, 9)  # DA's K is each run's fleet
     assert not all(torch.equal(x, y) for x, y in zip(a.initial_model.state_dict().values(),
                                                        b.initial_model.state_dict().values()))
     metrics = a.evaluate(a.initial_model)
@@ -135,3 +142,21 @@ def test_warm_start_gives_every_car_flash_like_samples_before_it_drives():
     sizes = [learner.num_samples(car) for car in range(3)]
     assert sizes == [len(preparation.warm[0]), len(preparation.warm[1]), len(preparation.warm[0])]
     assert min(sizes) > 0
+
+
+def test_evaluating_the_global_model_does_not_change_where_new_clients_start():
+    from v2xsim.sim.corridor.learning import Learner, Preparation
+
+    scenario = corridor_from_dict({"evaluation": {"enabled": False}, "traffic": {"vehicles": 2}})
+    model = build_vehicle_model(VehicleTrainingConfig(hidden=16, features={"gps": 8, "image": 8, "lidar": 8}), 34)
+    calls = []
+    learner = Learner(scenario=scenario, preparation=Preparation(initial_model=model, evaluate=calls.append),
+                      available=np.ones((2, 3), bool), seed=0)
+    learner.global_state = {k: v + 1.0 if v.is_floating_point() else v for k, v in learner.global_state.items()}
+    learner.evaluate()
+    assert calls and calls[0] is learner.model
+    for car in range(2):
+        learner.data[car].add(gps=np.zeros(2), image=np.zeros((90, 160, 3), np.uint8),
+                              lidar=np.zeros((20, 20, 20), np.int8), rss=np.zeros(34), feedback=np.zeros(34))
+    start = learner.client(0).model.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())

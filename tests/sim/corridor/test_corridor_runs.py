@@ -79,6 +79,8 @@ def test_full_and_sampled_alignment_give_the_same_fl_timeline(tmp_path):
     b = run_point(Point(sampled), tmp_path / "sampled", quiet=True)
     assert (tmp_path / "full" / "events.csv").read_bytes() == (tmp_path / "sampled" / "events.csv").read_bytes()
     assert (tmp_path / "full" / "rounds.csv").read_bytes() == (tmp_path / "sampled" / "rounds.csv").read_bytes()
+    a_model, b_model = (torch.load(tmp_path / d / "model.pt")["model"] for d in ("full", "sampled"))
+    assert all(torch.equal(a_model[k], b_model[k]) for k in a_model)  # the same labels were recorded
     cycles = [rows(tmp_path / d / "rsus.csv") for d in ("full", "sampled")]
     assert [r["cycles"] for r in cycles[0]] == [r["cycles"] for r in cycles[1]]
     assert all(int(s["evaluated_cycles"]) < int(f["evaluated_cycles"]) for f, s in zip(*cycles))

@@ -134,3 +134,56 @@ def test_a_round_waits_for_an_eligible_car_and_times_from_the_selection():
     assert events_of(engine, "selected")[0]["time_s"] == pytest.approx(enters, abs=NS)
     assert engine.rounds[0]["open_s"] == 0.0
     assert engine.rounds[0]["deadline_s"] == pytest.approx(enters + 3.0, abs=NS)
+
+
+def test_a_download_cut_by_leaving_coverage_counts_only_its_airtime():
+    speed = 10.0
+    leaves = BACKHAUL_S + 0.5 * DOWNLOAD_S
+    start = 100.0 + HALF_COVERAGE_M - speed * leaves
+    scenario = toy(traffic={"vehicles": 1, "speed_kmh": speed * 3.6, "positions_m": [start]})
+    engine = run_point(Point(scenario), quiet=True, learner_factory=fixed())["engine"]
+    failure = events_of(engine, "failure")[0]
+    assert failure["detail"] == "left coverage during download"
+    row = engine.rounds[0]
+    assert row["airtime_down_s"] == pytest.approx(0.5 * DOWNLOAD_S, abs=NS)
+    assert row["bytes_down"] == 500_000  # half of the 1 MB
+    assert engine._downloads[0] == [[pytest.approx(BACKHAUL_S, abs=NS), pytest.approx(leaves, abs=NS)]]
+
+
+def test_async_deadlines_fire_once_and_time_moves_on():
+    """A car whose training outlasts the deadline fails at exactly its deadline, also when
+    its dispatch time is an awkward float; the clock then runs to the horizon."""
+    speed = 10.0
+    entry = 100.0 - HALF_COVERAGE_M
+    start = entry - speed * 0.1111111
+    scenario = toy(duration_s=4.0, traffic={"vehicles": 1, "speed_kmh": speed * 3.6, "positions_m": [start]},
+                   fl={"mode": "async", "deadline_s": 2.0, "buffer_size": 1, "concurrency": 1})
+    summary = run_point(Point(scenario), quiet=True, learner_factory=fixed(flops=5e9))  # 5 s of training
+    engine = summary.pop("engine")
+    selected = events_of(engine, "selected")
+    failures = events_of(engine, "failure")
+    assert failures[0]["detail"] == "missed the deadline (compute)"
+    assert failures[0]["time_s"] == pytest.approx(selected[0]["time_s"] + 2.0, abs=NS)
+    assert summary["simulated_s"] == pytest.approx(4.0)
+    assert len(selected) == 2  # re-dispatched after its failure; fails again after the horizon
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_strategy_that_selects_nobody_keeps_the_round_open(mode):
+    """Flower's FedAvg samples nobody below two available clients: the round waits for a
+    second car instead of closing empty (sync), and the dispatcher does not spin (async)."""
+    pytest.importorskip("flwr")
+    speed = 10.0
+    entry = 100.0 - HALF_COVERAGE_M
+    # car 0 is covered until 3.33 s, car 1 from 3 s on
+    scenario = toy(duration_s=6.0, traffic={"speed_kmh": speed * 3.6, "positions_m": [84.0, entry - 30.0]},
+                   fl={"mode": mode, "strategy": {"name": "flower", "options": {"strategy": "FedAvg"}},
+                       "deadline_s": 1.5, "buffer_size": 1, "concurrency": 2})
+    engine = run_point(Point(scenario), quiet=True, learner_factory=fixed())["engine"]
+    second_enters = 30.0 / speed
+    selected = events_of(engine, "selected")
+    assert {e["car"] for e in selected[:2]} == {0, 1}
+    assert all(e["time_s"] == pytest.approx(second_enters, abs=NS) for e in selected[:2])
+    assert engine.rounds and engine.rounds[0]["rejected"] == 0
+    assert engine.rounds[0]["completed"] == 1  # car 1; car 0 left coverage before it could upload
+    assert len(engine.instructions_log) < 10  # asked again only when the eligible cars changed

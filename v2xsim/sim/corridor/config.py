@@ -5,7 +5,7 @@ GBA-Vehicle in the same simulated time (docs/fl-corridor.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -75,7 +75,7 @@ class DevicesSection(Section):
     """``[devices]``: on-board computers (see :mod:`v2xsim.sim.corridor.devices`)."""
 
     classes: list[DeviceClassSection] | None = None
-    spread: float = Field(0.2, ge=0)
+    spread: float = Field(0.2, ge=0, le=2)
 
 
 class FLSection(Section):
@@ -137,9 +137,9 @@ class EvaluationSection(Section):
 class SweepSection(Section):
     """``[sweep]``: what the corridor study runs (every combination)."""
 
-    speeds_kmh: list[float] = Field(default_factory=list)
-    vehicles: list[int] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=list)
+    speeds_kmh: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
+    vehicles: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     strategies: list[str] = Field(default_factory=list)
     #: add a run without FL per (speed, vehicles, seed): the same world, no FL traffic
     baseline: bool = True
@@ -158,7 +158,7 @@ class CorridorScenario(BaseModel):
     experiment: Literal["fl_road"] = "fl_road"
     name: str = "fl_corridor"
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     #: simulated horizon [s]; the run ends earlier once the last round closes
     duration_s: float = Field(120.0, gt=0)
     road: RoadConfig = Field(default_factory=RoadConfig)
@@ -184,6 +184,9 @@ class CorridorScenario(BaseModel):
     def _consistent(self) -> "CorridorScenario":
         if self.fl.warm_start and not self.evaluation.enabled:
             raise ValueError("fl.warm_start needs evaluation.enabled (the warm-start data is its FLASH-like set)")
+        if self.fl.min_samples > self.fl.max_samples and not self.fl.warm_start:
+            raise ValueError(f"fl.min_samples = {self.fl.min_samples} exceeds fl.max_samples = "
+                             f"{self.fl.max_samples}: no car could ever take part")
         return self
 
 

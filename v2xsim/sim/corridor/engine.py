@@ -82,16 +82,20 @@ class Fleet:
 
 @dataclass
 class RSUSite:
-    """One RSU: pole position along the road [m], radio, channel backend, scheme, and the
-    generators of its sweep measurement and its cars' sensors."""
+    """One RSU: pole position along the road [m], radio, channel backend, scheme, the seed
+    of its per-cycle noise generators and the scheme's generator."""
 
     x_m: float
     radio: Radio
     channel: Any
     scheme: Scheme
-    measurement_rng: np.random.Generator
-    sensing_rng: np.random.Generator
+    noise_seed: int
     scheme_rng: np.random.Generator
+
+    def cycle_rng(self, cycle: int, stream: int) -> np.random.Generator:
+        """Generator of one alignment's sweep-measurement noise (``stream`` 1) or sensor
+        noise (2): per cycle, so the draws do not depend on which cycles are evaluated."""
+        return np.random.default_rng([self.noise_seed, cycle, stream])
 
 
 @dataclass
@@ -139,7 +143,10 @@ class ClientRun:
     upload_s: float = 0.0
     upload_wait_s: float = 0.0
     preemptions: int = 0
+    download: list[float] | None = None  # [start, end] of the download airtime [s]
+    downloaded: int = 0  # bytes received
     started: float = 0.0
+    deadline_at: float = math.inf
     rsus: list[int] = field(default_factory=list)
 
 
@@ -314,21 +321,25 @@ class CorridorEngine:
         """Seconds of ``[start, end]`` the car spent downloading a model."""
         return sum(max(0.0, min(end, b) - max(start, a)) for a, b in self._downloads[car])
 
-    def position(self, car: int, rsu: int, time_s: float) -> np.ndarray:
-        """Antenna position (3,) of ``car`` in ``rsu``'s frame (pole at x = 0) [m]."""
-        x = float(self.fleet.x_at(time_s)[car] % self.corridor.length_m) - self.sites[rsu].x_m
-        return np.array([x, self.layout.lane_centres[int(self.fleet.lane[car])], self.layout.antenna_height_m])
+    def road_x(self, car: int, time_s: float) -> float:
+        """Position of ``car`` along the road at ``time_s`` [m] (within one lap on a loop)."""
+        x = float(self.fleet.x_at(time_s)[car])
+        return x % self.corridor.length_m if self.corridor.loop else x
 
     def _scene(self, rsu: int, cars: list[int], time_s: float) -> tuple[np.ndarray, Boxes]:
-        """Positions (len(cars), 3) of ``cars`` in ``rsu``'s frame and every car's body."""
-        everyone = np.arange(len(self.fleet))
-        x = (self.fleet.x_at(time_s) % self.corridor.length_m) - self.sites[rsu].x_m
+        """Positions (len(cars), 3) of ``cars`` in ``rsu``'s frame and the bodies of every
+        car on the road (a car past the end of an open road has left it)."""
+        x = self.fleet.x_at(time_s) - self.sites[rsu].x_m
+        on_road = np.ones(len(x), dtype=bool)
         if self.corridor.loop:  # the nearest image of each car around the pole
             half = self.corridor.length_m / 2
+            x = (x + self.sites[rsu].x_m) % self.corridor.length_m - self.sites[rsu].x_m
             x = (x + half) % self.corridor.length_m - half
+        else:
+            on_road = self.fleet.x_at(time_s) < self.corridor.length_m
         positions = np.stack([x, self.layout.lane_centres[self.fleet.lane], np.full(len(x), self.layout.antenna_height_m)],
                              axis=1)
-        bodies = vehicle_boxes(self.layout, positions, everyone)
+        bodies = vehicle_boxes(self.layout, positions[on_road], np.flatnonzero(on_road))
         return positions[cars], bodies
 
     # ------------------------------------------------------------ alignment
@@ -357,7 +368,7 @@ class CorridorEngine:
             record = (account.cycles - 1) % self.alignment.record_every == 0
             rates = None
             if cars and (evaluate or record):
-                rates = self._measure(j, cars, evaluate=evaluate, record=record)
+                rates = self._measure(j, cars, evaluate=evaluate, record=record, cycle=account.cycles)
             bits = scheme.feedback_bits(radio.num_beams)
             if bits > 0 and cars:
                 yield env.all_of([env.process(self._feedback(j, car, bits)) for car in cars])
@@ -402,7 +413,7 @@ class CorridorEngine:
         for j in range(len(self.sites)):
             self._close_cycle(j, until=self.env.now)
 
-    def _measure(self, j: int, cars: list[int], *, evaluate: bool, record: bool) -> np.ndarray | None:
+    def _measure(self, j: int, cars: list[int], *, evaluate: bool, record: bool, cycle: int) -> np.ndarray | None:
         """Channels of ``cars`` now: record their samples and (``evaluate``) allocate;
         returns the per-car rates [bit/s/Hz] of the allocation."""
         site, radio = self.sites[j], self.sites[j].radio
@@ -410,14 +421,14 @@ class CorridorEngine:
         positions, bodies = self._scene(j, cars, now)
         ids = np.asarray(cars)
         h = site.channel.channels(positions, bodies, ids)
-        measured = radio.measure(rss_vector(h, radio.codebook, radio.p_max), site.measurement_rng)
+        measured = radio.measure(rss_vector(h, radio.codebook, radio.p_max), site.cycle_rng(cycle, 1))
         # without FL (and no survey) nobody learns from the samples
         if record and (self.strategy is not None or self.recorder is not None):
             from v2xsim.sensing import sense
 
             scheme_sensors = getattr(site.scheme, "sensor_config", None)
-            readings = sense(self.layout, Snapshot(ids=ids, positions=positions, obstacles=bodies), site.sensing_rng,
-                             config=scheme_sensors)
+            readings = sense(self.layout, Snapshot(ids=ids, positions=positions, obstacles=bodies),
+                             site.cycle_rng(cycle, 2), config=scheme_sensors)
             feedback = measured > radio.feedback_threshold
             if self.recorder is not None:
                 self.recorder(j, cars, h, measured, readings, feedback)
@@ -470,20 +481,21 @@ class CorridorEngine:
         """The cars that train, by ``fl.selection`` (``count`` caps it: asynchronous mode)."""
         fl = self.fl
         if fl.selection == "all":
-            chosen = list(candidates)
+            # asynchronous mode with fewer free slots than cars: a random subset
+            ranked = list(candidates) if count is None else [int(c) for c in self.rng.permutation(candidates)]
+            size = len(candidates)
         elif fl.selection == "fraction":
+            ranked = [int(c) for c in self.rng.permutation(candidates)]
             size = max(1, math.ceil(fl.fraction * len(candidates)))
-            chosen = sorted(int(c) for c in self.rng.choice(candidates, size=min(size, len(candidates)),
-                                                           replace=False))
         else:  # over-commitment by expected time left in coverage
-            size = math.ceil(fl.target * (1.0 + fl.overcommit))
             now = self.env.now
-            left = {c: self.corridor.time_left_s(float(self.fleet.x_at(now)[c] % self.corridor.length_m),
-                                                 float(self.fleet.speed[c]), self.serving[c]) for c in candidates}
-            chosen = sorted(sorted(candidates, key=lambda c: (-left[c], c))[:size])
+            left = {c: self.corridor.time_left_s(self.road_x(c, now), float(self.fleet.speed[c]), self.serving[c])
+                    for c in candidates}
+            ranked = sorted(candidates, key=lambda c: (-left[c], c))
+            size = math.ceil(fl.target * (1.0 + fl.overcommit))
         if count is not None:
-            chosen = chosen[:count]
-        return chosen
+            size = min(size, count)
+        return sorted(ranked[:size])
 
     def _choose(self, number: int, count: int | None = None) -> list[FitInstruction]:
         """Select cars among the eligible and let the strategy configure them; recorded,
@@ -497,6 +509,13 @@ class CorridorEngine:
             instructions = self.strategy.configure_fit(number, [self.learner.info(c) for c in cars], self.rng)
         self.instructions_log.append([(i.client, dict(i.config)) for i in instructions])
         return instructions
+
+    def _until_eligibility_changes(self, *, from_set: list[int]):
+        """Process fragment: wait until the eligible cars differ from ``from_set``."""
+        while self.eligible() == from_set:
+            wake = self.env.event()
+            self._any_coverage.append(wake)
+            yield wake
 
     def _backhaul(self, j: int, nbytes: int):
         """Process: ``nbytes`` over RSU ``j``'s backhaul (queued), then its latency."""
@@ -530,11 +549,15 @@ class CorridorEngine:
             run.rsus.append(j)
             self.transfer[car] = run
             began = env.now
+            airtime = 8 * run.bytes_down / (self.fl.downlink_rate_gbps * 1e9)
             self.log("download", car=car, rsu=j, round=run.round, detail=f"{run.bytes_down} B")
-            yield env.timeout(8 * run.bytes_down / (self.fl.downlink_rate_gbps * 1e9))
-            self._downloads[car].append((began, env.now))
-            del self._downloads[car][:-4]
+            # the car receives no data while it downloads (cut short if the link breaks)
+            run.download = [began, began + airtime]
+            self._downloads[car].append(run.download)
+            del self._downloads[car][:-8]
+            yield env.timeout(airtime)
             run.download_s = env.now - began
+            run.downloaded = run.bytes_down
             run.link_rsu = None
             self.transfer.pop(car, None)
             # local training: for real now, for the device's time in simulated time
@@ -591,6 +614,10 @@ class CorridorEngine:
             self.log("result", car=car, rsu=j, round=run.round)
             self._deliver(run)
         except simpy.Interrupt as interrupt:
+            if run.stage == "download" and run.download is not None:  # the link broke: cut short
+                run.download[1] = env.now
+                run.download_s = env.now - run.download[0]
+                run.downloaded = min(run.bytes_down, round(run.download_s * self.fl.downlink_rate_gbps * 1e9 / 8))
             if run.resolved:
                 return
             cause = interrupt.cause
@@ -631,11 +658,14 @@ class CorridorEngine:
             replaying = number <= self.replay
             opened = env.now
             self.log("round open", round=number)
-            while not self.eligible():
-                wake = env.event()
-                self._any_coverage.append(wake)
-                yield wake
-            instructions = self._choose(number)
+            while True:
+                yield from self._until_eligibility_changes(from_set=[])
+                instructions = self._choose(number)
+                if instructions:
+                    break
+                # nobody selected (e.g. fewer cars than a Flower strategy's minimum): the
+                # round stays open until the eligible cars change
+                yield from self._until_eligibility_changes(from_set=self.eligible())
             deadline = env.now + fl.deadline_s
             results: list[tuple[ClientRun, ClientUpdate | None]] = []
             failures: list[tuple[ClientRun, FitFailure]] = []
@@ -656,7 +686,7 @@ class CorridorEngine:
                 self.dispatches += 1
                 run = ClientRun(car=instruction.client, round=number, instruction=instruction,
                                 base_state=self.learner.global_state, base_version=self.version,
-                                dispatch=self.dispatches, started=env.now)
+                                dispatch=self.dispatches, started=env.now, deadline_at=deadline)
                 runs.append(run)
                 self._start(run, model_at, replaying)
             if not runs:
@@ -706,12 +736,13 @@ class CorridorEngine:
                 wake_dispatcher[0].succeed()
 
         self._results, self._failures, self._on_settle = buffer, failures, poke
+        declined: list[int] | None = None
         while aggregations[0] < fl.rounds:
             number = aggregations[0] + 1
             replaying = number <= self.replay
             # deadlines: a client running longer than deadline_s fails
             for run in list(self.in_flight.values()):
-                if not run.resolved and env.now - run.started >= fl.deadline_s:
+                if not run.resolved and env.now >= run.deadline_at:
                     self._fail(run, MISSED_DEADLINE.format(stage=run.stage))
                     run.process.interrupt(("closed", number))
             if len(buffer) >= fl.buffer_size:
@@ -745,20 +776,25 @@ class CorridorEngine:
             # keep `concurrency` cars working
             free = fl.concurrency - len(self.in_flight)
             candidates = self.eligible()
-            if free > 0 and candidates:
+            if free > 0 and candidates and candidates != declined:
                 model_at: dict[int, simpy.Event] = {}
-                for instruction in self._choose(number, count=free):
+                instructions = self._choose(number, count=free)
+                # nobody selected: ask again only when the eligible cars change
+                declined = candidates if not instructions else None
+                for instruction in instructions:
                     self.dispatches += 1
                     run = ClientRun(car=instruction.client, round=number, instruction=instruction,
                                     base_state=self.learner.global_state, base_version=self.version,
-                                    dispatch=self.dispatches, started=env.now)
+                                    dispatch=self.dispatches, started=env.now,
+                                    deadline_at=env.now + fl.deadline_s)
                     skip = replaying
                     saved = self.pending.get(run.dispatch)
                     if saved is not None:  # in flight or buffered at the checkpoint
                         run.base_state, run.update = saved["base_state"], saved["update"]
                         skip = saved["update"] is not None
                     self._start(run, model_at, skip)
-                continue
+                if instructions:
+                    continue
             wake_dispatcher[0] = env.event()
             waits = [wake_dispatcher[0]]
             if free > 0:
@@ -767,7 +803,7 @@ class CorridorEngine:
                 waits.append(coverage)
             pending = [r for r in self.in_flight.values() if not r.resolved]
             if pending:
-                first = min(r.started for r in pending) + fl.deadline_s
+                first = min(r.deadline_at for r in pending)
                 waits.append(env.timeout(max(0.0, first - env.now)))
             yield env.any_of(waits)
         self.finished.succeed()
@@ -804,7 +840,7 @@ class CorridorEngine:
             "selected": len(involved), "completed": len(results), "failed": len(failures),
             "failure_reasons": "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items())),
             "rejected": int(rejected),
-            "bytes_down": int(sum(r.bytes_down for r in involved if r.download_s > 0)),
+            "bytes_down": int(sum(r.downloaded for r in involved)),
             "bytes_up": int(sum(r.bytes_up for r in delivered)),
             "airtime_down_s": float(sum(r.download_s for r in involved)),
             "airtime_up_s": float(sum(r.upload_s for r in involved)),

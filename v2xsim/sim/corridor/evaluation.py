@@ -45,8 +45,9 @@ class RoadBed:
     noise_power: float
     rsu: Any
 
-    def server(self, num_vehicles: int) -> ServerContext:
-        """What DA uses: GBA-RSU, the link budget and the label statistics of the survey."""
+    def server(self, num_vehicles: int = 1) -> ServerContext:
+        """What DA uses: GBA-RSU, the link budget and the label statistics of the survey
+        (``num_vehicles``: the federation's size)."""
         from v2xsim.fl.runner import label_statistics
 
         noise_mw = self.noise_power * 1e3
@@ -100,7 +101,10 @@ class SurveyRecorder:
 
     def sensor_set(self) -> SensorSet:
         if not self.rows:
-            raise ValueError("the survey recorded no samples: lengthen evaluation.survey_s")
+            from v2xsim.errors import ConfigError
+
+            raise ConfigError("evaluation.survey_s: the survey recorded no samples (no car reached an RSU); "
+                              "lengthen it or add cars")
         stack = {name: np.stack([r[name] for r in self.rows]) for name in ("gps", "image", "lidar", "rss",
                                                                            "feedback", "available")}
         image_missing, lidar_missing = ~stack["available"][:, 1], ~stack["available"][:, 2]

@@ -117,7 +117,10 @@ class Learner:
                  seed: int) -> None:
         fl = scenario.fl
         self.preparation = preparation
-        self.model = copy.deepcopy(preparation.initial_model)
+        self.model = copy.deepcopy(preparation.initial_model)  # evaluation loads the global weights here
+        #: what a car's client starts from (never changed: a client made later, or after a
+        #: resume, starts from the same weights)
+        self._initial = copy.deepcopy(preparation.initial_model)
         self.global_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.training = LocalTraining(epochs=fl.local_epochs, batch_size=fl.batch_size, lr=fl.lr,
                                       weight_decay=fl.weight_decay, modality_dropout=fl.modality_dropout)
@@ -173,7 +176,7 @@ class Learner:
         data = self.data[car].sensor_set(car)
         client = self.clients.get(car)
         if client is None:
-            client = VehicleClient(client=car, data=data, model=copy.deepcopy(self.model), training=self.training,
+            client = VehicleClient(client=car, data=data, model=copy.deepcopy(self._initial), training=self.training,
                                    da=self.da, seed=self._seeds[car])
             self.clients[car] = client
         client.data = data
@@ -196,7 +199,7 @@ class Learner:
 
         modalities = self.modalities(car)
         if modalities not in self._flops:
-            model = copy.deepcopy(self.model)
+            model = copy.deepcopy(self._initial)
             mask = torch.tensor([[m in modalities for m in model.modalities]] * 2)
             zeros = {"gps": torch.zeros(2, 2), "image": torch.zeros(2, 90, 160, 3, dtype=torch.uint8),
                      "lidar": torch.zeros(2, 20, 20, 20, dtype=torch.int8)}

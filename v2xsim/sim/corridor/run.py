@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 import math
 import sys
 import time
@@ -192,9 +193,10 @@ def prepare_learning(point: Point, *, store: ModelStore | None, quiet: bool):
     if not evaluation.enabled:
         return Preparation(initial_model=_initial_model(scenario, point.seed, None))
     store = store or ModelStore(quiet=quiet)
-    key = config_hash(scenario.model_dump(mode="json", include={"seed", "road", "radio", "timing", "channel",
-                                                                 "realignment", "corridor", "rsus", "traffic",
-                                                                 "alignment", "evaluation", "model"}))
+    key = config_hash({**scenario.model_dump(mode="json", include={"seed", "road", "radio", "timing", "channel",
+                                                                    "realignment", "corridor", "rsus", "traffic",
+                                                                    "alignment", "evaluation", "model"}),
+                       "warm_start": scenario.fl.warm_start})
     shared = _PREPARED.get(key)
     if shared is None:
         if evaluation.bed == "road":
@@ -207,7 +209,7 @@ def prepare_learning(point: Point, *, store: ModelStore | None, quiet: bool):
             bed = RoadBed(test_set=recorded.sensor_set(), groups=recorded.groups,
                           codebooks=[radio.codebook for radio in radios], p_max=radios[0].p_max,
                           noise_power=radios[0].noise_power, rsu=rsu)
-            shared = {"server": bed.server(point.vehicles), "gps": bed.test_set.gps,
+            shared = {"server": bed.server(), "gps": bed.test_set.gps,
                       "evaluate": lambda model, bed=bed: evaluate_on_road(model, bed), "warm": None,
                       "samples": len(bed.test_set), "alignments": len(bed.groups)}
             if scenario.fl.warm_start:  # warm-start data: the FLASH-like vehicles' training sets
@@ -223,7 +225,9 @@ def prepare_learning(point: Point, *, store: ModelStore | None, quiet: bool):
                       "alignments": len(held_out.snapshots)}
         shared["used"] = dict(store.used)
         _PREPARED[key] = shared
-    return Preparation(initial_model=_initial_model(scenario, point.seed, shared["gps"]), server=shared["server"],
+    # DA divides its rate term by the federation's size: this run's fleet
+    server = replace(shared["server"], num_vehicles=point.vehicles)
+    return Preparation(initial_model=_initial_model(scenario, point.seed, shared["gps"]), server=server,
                        evaluate=shared["evaluate"], warm=shared["warm"], used=shared["used"])
 
 
@@ -238,19 +242,21 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
     timing = build.timing_model(scenario.timing)
     policy = build.realignment_policy(scenario.realignment)
     x_min, x_max = layout.x_range
-    rsus = sorted(scenario.rsus, key=lambda r: r.x_m)
+    rsus = scenario.rsus  # in file order: errors and outputs name them by their index there
     try:
         corridor = Corridor(length_m=scenario.corridor.length_m, loop=scenario.corridor.loop,
                             coverage=[(r.x_m + x_min, r.x_m + x_max) for r in rsus])
-        x0, lane = place_cars(count=point.vehicles, length_m=scenario.corridor.length_m, lanes=layout.num_lanes,
-                              min_gap_m=scenario.traffic.min_gap_m, rng=_stream(point.seed, point.streams, STREAM_PLACEMENT))
         given = scenario.traffic.positions_m
         if given is not None:
             if len(given) != point.vehicles:
                 raise ValueError(f"traffic.positions_m: {len(given)} positions for {point.vehicles} cars")
             if any(not 0 <= x < scenario.corridor.length_m for x in given):
                 raise ValueError(f"traffic.positions_m: positions must lie in [0, {scenario.corridor.length_m:g}) m")
-            x0 = np.asarray(given, dtype=float)
+            x0, lane = np.asarray(given, dtype=float), np.arange(point.vehicles) % layout.num_lanes
+        else:
+            x0, lane = place_cars(count=point.vehicles, length_m=scenario.corridor.length_m,
+                                  lanes=layout.num_lanes, min_gap_m=scenario.traffic.min_gap_m,
+                                  rng=_stream(point.seed, point.streams, STREAM_PLACEMENT))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     classes = [DeviceClass(name=c.name, gflops=c.gflops, share=c.share) for c in scenario.devices.classes] \
@@ -277,23 +283,22 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
                                       store=store or ModelStore(quiet=True))
         scheme.prepare(context)
         sites.append(RSUSite(x_m=rsu.x_m, radio=radio, channel=channel, scheme=scheme,
-                             measurement_rng=_stream(point.seed, point.streams, STREAM_RSU, index, 1),
-                             sensing_rng=_stream(point.seed, point.streams, STREAM_RSU, index, 2),
+                             noise_seed=int(_stream(point.seed, point.streams, STREAM_RSU, index, 1).integers(2**63)),
                              scheme_rng=_stream(point.seed, point.streams, STREAM_RSU, index, 3)))
     strategy = None
     learner = None
     if point.fl_enabled:
-        try:
-            strategy = FL_STRATEGY.create(point.strategy, _strategy_options(point))
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"fl.strategy.options: {error}") from None
-        if getattr(strategy, "pooled", False):
-            raise ConfigError(f"fl.strategy.name: {point.strategy!r} pools every car's raw data; on the road each "
-                              "car is its own client")
         if point.strategy == "da" and not scenario.evaluation.enabled:
             raise ConfigError("fl.strategy.name: 'da' needs evaluation.enabled (DA uses GBA-RSU and the RSU's "
                               "label statistics)")
-        strategy.begin(num_rounds=scenario.fl.rounds)
+        try:
+            strategy = FL_STRATEGY.create(point.strategy, _strategy_options(point))
+            strategy.begin(num_rounds=scenario.fl.rounds)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"fl.strategy: {error}") from None
+        if getattr(strategy, "pooled", False):
+            raise ConfigError(f"fl.strategy.name: {point.strategy!r} pools every car's raw data; on the road each "
+                              "car is its own client")
     if learner_factory is not None:
         learner = learner_factory(available)
     else:
@@ -385,6 +390,7 @@ def run_point(point: Point, out_dir: str | Path | None = None, *, store: ModelSt
     # complete: the run reached its horizon or its last round (not stopped as by a kill)
     summary["complete"] = not stop.triggered
     summary["initial"] = initial
+    summary["rounds"] = rows
     if out is not None:
         write_outputs(out, engine, rows, summary)
     summary["engine"] = engine
@@ -447,7 +453,7 @@ def write_outputs(out: Path, engine: CorridorEngine, rows: list[dict[str, Any]],
                 "feedback_waits_behind_upload": account.feedback_waits_behind_upload,
                 "effective_sum_rate": table_cell(account.delivered() / window if window > 0 else 0.0, digits=9),
                 "samples_recorded": account.samples_recorded})
-    written = {k: v for k, v in summary.items() if k != "engine"}
+    written = {k: v for k, v in summary.items() if k not in ("engine", "rounds")}
     preparation = getattr(engine.learner, "preparation", None)
     written["provenance"] = provenance(dict(preparation.used) if preparation is not None else {})
     written["configuration"] = engine_configuration(summary)
