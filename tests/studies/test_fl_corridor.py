@@ -48,13 +48,16 @@ def test_time_to_accuracy_counts_seeds_that_never_reach_it():
 
 def test_sum_rate_differences_are_paired_by_seed():
     rows = [{"speed_kmh": 60.0, "vehicles": 10, "case": case, "seed": seed, "effective_sum_rate": rate}
-            for case, rates in (("no FL", [10.0, 20.0, 30.0]), ("fedavg", [9.0, 19.5, 29.0]))
+            for case, rates in (("no FL", [10.0, 20.0, 30.0]), ("fedavg", [9.0, 19.5, 29.0]),
+                                ("fedavg + priority", [9.5, 20.0, 29.0]))
             for seed, rate in enumerate(rates)]
     table = {r["case"]: r for r in sum_rate_table(rows)}
     assert table["fedavg"]["vs_no_fl"] == pytest.approx((-1.0 - 0.5 - 1.0) / 3)
     assert table["fedavg"]["ci_low"] < 10.0  # unpaired spread is wide ...
     assert table["fedavg"]["vs_no_fl_ci_high"] - table["fedavg"]["vs_no_fl_ci_low"] < 3.0  # ... paired is not
     assert table["no FL"]["vs_no_fl"] is None
+    assert table["fedavg + priority"]["vs_no_priority"] == pytest.approx(1.0 / 3)
+    assert table["fedavg"]["vs_no_priority"] is None
 
 
 @pytest.mark.slow

@@ -155,15 +155,18 @@ def run_corridor_study(scenario: CorridorScenario, out_dir: Path, *, quiet: bool
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
     if not quiet:
         for row in rates:
+            paired = "" if row["vs_no_fl"] is None else (
+                f"; vs no FL {row['vs_no_fl']:+.3f} [{_cell(row['vs_no_fl_ci_low'], 3)}, "
+                f"{_cell(row['vs_no_fl_ci_high'], 3)}]")
             print(f"{row['speed_kmh']:g} km/h, {row['vehicles']} cars: {row['case']}: effective sum rate "
-                  f"{row['mean']:.2f} [{_cell(row['ci_low'])}, {_cell(row['ci_high'])}]", file=sys.stderr)
+                  f"{row['mean']:.2f} [{_cell(row['ci_low'])}, {_cell(row['ci_high'])}]{paired}", file=sys.stderr)
         print(f"wrote runs.csv, curves.csv, time_to_accuracy.csv, sum_rate.csv, fl_corridor.png and summary.json "
               f"to {out_dir}", file=sys.stderr)
     return summary
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _cell(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _case(spec_strategy: str | None, priority: bool) -> str:
@@ -239,7 +242,8 @@ def time_to_accuracy(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sum_rate_table(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Effective sum rate per case x speed x vehicles (mean, CI over seeds) and, paired by
-    seed, its difference to the run without FL (``vs_no_fl``)."""
+    seed, its difference to the run without FL (``vs_no_fl``) and, for a case with
+    priority, to the same strategy without it (``vs_no_priority``)."""
     groups: dict[tuple, dict[int, float]] = {}
     for row in run_rows:
         groups.setdefault((row["speed_kmh"], row["vehicles"], row["case"]), {})[row["seed"]] = \
@@ -248,14 +252,16 @@ def sum_rate_table(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (speed, vehicles, case), by_seed in groups.items():
         stats = mean_ci(list(by_seed.values()))
         row = {"speed_kmh": speed, "vehicles": vehicles, "case": case, "n": stats.n, "mean": stats.mean,
-               "ci_low": stats.ci_low, "ci_high": stats.ci_high, "vs_no_fl": None, "vs_no_fl_ci_low": None,
-               "vs_no_fl_ci_high": None}
-        base = groups.get((speed, vehicles, "no FL"))
-        if base is not None and case != "no FL":
-            seeds = sorted(set(by_seed) & set(base))
+               "ci_low": stats.ci_low, "ci_high": stats.ci_high}
+        for column, other in (("vs_no_fl", "no FL" if case != "no FL" else None),
+                              ("vs_no_priority", case.removesuffix(" + priority") if case.endswith(" + priority")
+                               else None)):
+            row.update({column: None, f"{column}_ci_low": None, f"{column}_ci_high": None})
+            base = groups.get((speed, vehicles, other)) if other else None
+            seeds = sorted(set(by_seed) & set(base)) if base else []
             if seeds:
                 diff = paired_difference([by_seed[s] for s in seeds], [base[s] for s in seeds])
-                row.update(vs_no_fl=diff.mean, vs_no_fl_ci_low=diff.ci_low, vs_no_fl_ci_high=diff.ci_high)
+                row.update({column: diff.mean, f"{column}_ci_low": diff.ci_low, f"{column}_ci_high": diff.ci_high})
         out.append(row)
     return out
 
