@@ -26,6 +26,7 @@ def main() -> None:
     import torch
 
     from v2xsim.sim.corridor.config import load_corridor
+    from v2xsim.sim.corridor.learning import Learner
     from v2xsim.sim.corridor.run import Point, prepare_learning, run_point
 
     torch.set_num_threads(1)
@@ -36,20 +37,23 @@ def main() -> None:
                                  [f'alignment.mode="{mode}"', f"duration_s={duration}"])
         point = Point(scenario, speed_kmh=args.speed, vehicles=30)
         started = time.perf_counter()
-        preparation = prepare_learning(point, store=None, quiet=True)
+        prepare_learning(point, store=None, quiet=True)  # the survey and GBA-RSU, once per study
         prepare_s = time.perf_counter() - started
-        evaluate = preparation.evaluate
         spent = {"evaluation": 0.0}
+        original = Learner.evaluate
 
-        def timed(model, evaluate=evaluate):
+        def timed(self, original=original):
             began = time.perf_counter()
             try:
-                return evaluate(model)
+                return original(self)
             finally:
                 spent["evaluation"] += time.perf_counter() - began
 
-        preparation.evaluate = timed
-        summary = run_point(point, quiet=True)
+        Learner.evaluate = timed
+        try:
+            summary = run_point(point, quiet=True)
+        finally:
+            Learner.evaluate = original
         wall = summary["wall_s"]
         rows.append((mode, wall, summary, spent["evaluation"], prepare_s))
     print(f"corridor world (scenarios/fl_corridor.toml): 3 RSUs, 30 cars, {args.speed:g} km/h, "
