@@ -60,6 +60,7 @@ def test_shipped_scenarios_validate():
     from pathlib import Path
 
     from v2xsim.fl.experiment import load_experiment
+    from v2xsim.sim.corridor.config import load_corridor
     from v2xsim.studies.fl_imbalance import load_fl_study
     from v2xsim.studies.realignment import load_realignment_study
     from v2xsim.studies.rsu_ablation import load_study
@@ -77,6 +78,8 @@ def test_shipped_scenarios_validate():
             load_fl_study(data, path)
         elif data.get("experiment") == "fl":
             load_experiment(path)
+        elif data.get("experiment") == "fl_road":
+            load_corridor(path)
         elif "study" in data:
             load_study(path)
         else:
