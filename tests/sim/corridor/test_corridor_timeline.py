@@ -187,3 +187,28 @@ def test_a_strategy_that_selects_nobody_keeps_the_round_open(mode):
     assert engine.rounds and engine.rounds[0]["rejected"] == 0
     assert engine.rounds[0]["completed"] == 1  # car 1; car 0 left coverage before it could upload
     assert len(engine.instructions_log) < 10  # asked again only when the eligible cars changed
+
+
+def test_a_download_cut_by_the_deadline_counts_its_airtime_in_the_round():
+    deadline = BACKHAUL_S + 0.5 * DOWNLOAD_S
+    scenario = toy(traffic={"vehicles": 1, "positions_m": [95.0]}, fl={"deadline_s": deadline})
+    engine = run_point(Point(scenario), quiet=True, learner_factory=fixed())["engine"]
+    row = engine.rounds[0]
+    assert row["failure_reasons"] == "missed the deadline: 1"
+    assert events_of(engine, "failure")[0]["detail"] == "missed the deadline (download)"
+    assert row["airtime_down_s"] == pytest.approx(0.5 * DOWNLOAD_S, abs=NS)
+    assert row["bytes_down"] == 500_000
+
+
+def test_async_with_fewer_slots_than_a_flower_minimum_still_trains():
+    """Flower's FedAvg wants two available clients; with one free slot the strategy still
+    sees both eligible cars and one of them is dispatched."""
+    pytest.importorskip("flwr")
+    scenario = toy(duration_s=3.0, traffic={"positions_m": [90.0, 95.0]},
+                   fl={"mode": "async", "strategy": {"name": "flower", "options": {"strategy": "FedAvg"}},
+                       "buffer_size": 1, "concurrency": 1})
+    engine = run_point(Point(scenario), quiet=True, learner_factory=fixed())["engine"]
+    first = events_of(engine, "selected")[0]
+    assert first["time_s"] == 0.0
+    assert len([e for e in engine.events if e["event"] == "selected" and e["time_s"] == 0.0]) == 1
+    assert engine.rounds and engine.rounds[0]["completed"] == 1

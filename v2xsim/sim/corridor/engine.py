@@ -477,12 +477,13 @@ class CorridorEngine:
         return [car for car in range(len(self.fleet)) if self.serving[car] is not None and car not in self.in_flight
                 and self.learner.num_samples(car) >= self.fl.min_samples]
 
-    def select(self, candidates: list[int], count: int | None = None) -> list[int]:
-        """The cars that train, by ``fl.selection`` (``count`` caps it: asynchronous mode)."""
+    def select(self, candidates: list[int], *, shuffle: bool = False) -> list[int]:
+        """The cars offered to the strategy, by ``fl.selection``, in order of preference
+        (``shuffle``: a random order for ``all``, asynchronous mode, where only as many as
+        there are free slots go)."""
         fl = self.fl
         if fl.selection == "all":
-            # asynchronous mode with fewer free slots than cars: a random subset
-            ranked = list(candidates) if count is None else [int(c) for c in self.rng.permutation(candidates)]
+            ranked = [int(c) for c in self.rng.permutation(candidates)] if shuffle else list(candidates)
             size = len(candidates)
         elif fl.selection == "fraction":
             ranked = [int(c) for c in self.rng.permutation(candidates)]
@@ -493,9 +494,7 @@ class CorridorEngine:
                     for c in candidates}
             ranked = sorted(candidates, key=lambda c: (-left[c], c))
             size = math.ceil(fl.target * (1.0 + fl.overcommit))
-        if count is not None:
-            size = min(size, count)
-        return sorted(ranked[:size])
+        return ranked[:size]
 
     def _choose(self, number: int, count: int | None = None) -> list[FitInstruction]:
         """Select cars among the eligible and let the strategy configure them; recorded,
@@ -505,8 +504,15 @@ class CorridorEngine:
         if call < len(self.replay_log):
             instructions = [FitInstruction(client, dict(config)) for client, config in self.replay_log[call]]
         else:
-            cars = self.select(self.eligible(), count=count)
-            instructions = self.strategy.configure_fit(number, [self.learner.info(c) for c in cars], self.rng)
+            # the strategy sees every offered car (a Flower strategy's minimum counts them
+            # all); with ``count`` free slots (asynchronous mode) the most preferred go
+            cars = self.select(self.eligible(), shuffle=count is not None)
+            instructions = self.strategy.configure_fit(number, [self.learner.info(c) for c in sorted(cars)],
+                                                       self.rng)
+            if count is not None:
+                preference = {car: index for index, car in enumerate(cars)}
+                kept = sorted(instructions, key=lambda i: preference.get(i.client, len(preference)))[:count]
+                instructions = sorted(kept, key=lambda i: i.client)
         self.instructions_log.append([(i.client, dict(i.config)) for i in instructions])
         return instructions
 
@@ -614,10 +620,7 @@ class CorridorEngine:
             self.log("result", car=car, rsu=j, round=run.round)
             self._deliver(run)
         except simpy.Interrupt as interrupt:
-            if run.stage == "download" and run.download is not None:  # the link broke: cut short
-                run.download[1] = env.now
-                run.download_s = env.now - run.download[0]
-                run.downloaded = min(run.bytes_down, round(run.download_s * self.fl.downlink_rate_gbps * 1e9 / 8))
+            self._cut_download(run)  # the link broke (or the round closed)
             if run.resolved:
                 return
             cause = interrupt.cause
@@ -630,6 +633,14 @@ class CorridorEngine:
                 self.transfer.pop(car, None)
 
     # results and failures go to the lists of the round (or buffer) in progress
+    def _cut_download(self, run: ClientRun) -> None:
+        """A download still in progress ends now (its link broke or its round closed): the
+        car's data time is lost only until now, and the bytes received so far count."""
+        if run.stage == "download" and run.download is not None and run.download[1] > self.env.now:
+            run.download[1] = self.env.now
+            run.download_s = self.env.now - run.download[0]
+            run.downloaded = min(run.bytes_down, round(run.download_s * self.fl.downlink_rate_gbps * 1e9 / 8))
+
     def _deliver(self, run: ClientRun) -> None:
         run.resolved = True
         self.in_flight.pop(run.car, None)
@@ -695,6 +706,7 @@ class CorridorEngine:
             for run in runs:
                 if not run.resolved:
                     reason = (MISSED_DEADLINE if env.now >= deadline else ROUND_CLOSED).format(stage=run.stage)
+                    self._cut_download(run)
                     self._fail(run, reason)
                     run.process.interrupt(("closed", number))
             closed = env.now
@@ -743,6 +755,7 @@ class CorridorEngine:
             # deadlines: a client running longer than deadline_s fails
             for run in list(self.in_flight.values()):
                 if not run.resolved and env.now >= run.deadline_at:
+                    self._cut_download(run)
                     self._fail(run, MISSED_DEADLINE.format(stage=run.stage))
                     run.process.interrupt(("closed", number))
             if len(buffer) >= fl.buffer_size:
