@@ -32,6 +32,27 @@ def test_training_time_is_flops_times_samples_times_epochs_over_throughput():
     assert device.training_time_s(flops_per_sample=3e8, samples=50, epochs=4) == pytest.approx(3e8 * 200 / 2e11)
 
 
+def test_a_measured_device_class_takes_its_time_per_sample():
+    measured = DeviceClass(name="orin", sample_ms=4.0, share=1.0)
+    (device,) = draw_devices(1, [measured], spread=0.0, rng=np.random.default_rng(0))
+    assert device.training_time_s(flops_per_sample=1e12, samples=50, epochs=2) == pytest.approx(4e-3 * 100)
+    with pytest.raises(ValueError, match="exactly one of gflops and sample_ms"):
+        DeviceClass(name="both", gflops=10.0, sample_ms=4.0, share=1.0)
+    with pytest.raises(ConfigError, match="exactly one of gflops and sample_ms"):
+        corridor_from_dict({"devices": {"classes": [{"name": "none", "share": 1.0}]}})
+
+
+def test_a_measured_device_sets_the_compute_time_of_the_timeline():
+    from corridor_toys import BACKHAUL_S, DOWNLINK_BPS
+
+    scenario = toy(devices={"classes": [{"name": "measured", "sample_ms": 5.0, "share": 1.0}], "spread": 0.0})
+    engine = run_point(Point(scenario), quiet=True, learner_factory=fixed())["engine"]
+    compute = [e for e in engine.events if e["event"] == "compute"]
+    requests = [e for e in engine.events if e["event"] == "upload request"]
+    assert requests[0]["time_s"] - compute[0]["time_s"] == pytest.approx(5e-3 * 100, abs=1e-9)
+    assert compute[0]["time_s"] == pytest.approx(BACKHAUL_S + 8e6 / DOWNLINK_BPS, abs=1e-9)
+
+
 def test_the_flop_count_of_a_pruned_network_is_smaller():
     model = build_vehicle_model(VehicleTrainingConfig(hidden=32, features={"gps": 16, "image": 16, "lidar": 16}), 34)
     inputs = {"gps": torch.zeros(2, 2), "image": torch.zeros(2, 90, 160, 3, dtype=torch.uint8),

@@ -66,9 +66,19 @@ class AlignmentSection(Section):
 
 
 class DeviceClassSection(Section):
+    """One device class: ``gflops`` (effective training throughput [GFLOP/s]) or
+    ``sample_ms`` (measured training time per sample on the device [ms])."""
+
     name: str
-    gflops: float = Field(gt=0)
     share: float = Field(gt=0)
+    gflops: float | None = Field(None, gt=0)
+    sample_ms: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> "DeviceClassSection":
+        if (self.gflops is None) == (self.sample_ms is None):
+            raise ValueError(f"device class {self.name!r}: give exactly one of gflops and sample_ms")
+        return self
 
 
 class DevicesSection(Section):

@@ -259,7 +259,8 @@ def build_engine(point: Point, env: simpy.Environment, *, learner_factory=None, 
                                   rng=_stream(point.seed, point.streams, STREAM_PLACEMENT))
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    classes = [DeviceClass(name=c.name, gflops=c.gflops, share=c.share) for c in scenario.devices.classes] \
+    classes = [DeviceClass(name=c.name, gflops=c.gflops, sample_ms=c.sample_ms, share=c.share)
+               for c in scenario.devices.classes] \
         if scenario.devices.classes else list(DEFAULT_CLASSES)
     devices_rng = _stream(point.seed, point.streams, STREAM_DEVICES)
     devices = draw_devices(point.vehicles, classes, spread=scenario.devices.spread, rng=devices_rng)
