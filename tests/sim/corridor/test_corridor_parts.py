@@ -43,14 +43,15 @@ def test_a_measured_device_class_takes_its_time_per_sample():
 
 
 def test_a_measured_device_sets_the_compute_time_of_the_timeline():
-    from corridor_toys import BACKHAUL_S, DOWNLINK_BPS
+    from corridor_toys import BACKHAUL_BPS, BACKHAUL_LATENCY_S, DOWNLINK_BPS
 
     scenario = toy(devices={"classes": [{"name": "measured", "sample_ms": 5.0, "share": 1.0}], "spread": 0.0})
     engine = run_point(Point(scenario), quiet=True, learner_factory=fixed())["engine"]
     compute = [e for e in engine.events if e["event"] == "compute"]
     requests = [e for e in engine.events if e["event"] == "upload request"]
     assert requests[0]["time_s"] - compute[0]["time_s"] == pytest.approx(5e-3 * 100, abs=1e-9)
-    assert compute[0]["time_s"] == pytest.approx(BACKHAUL_S + 8e6 / DOWNLINK_BPS, abs=1e-9)
+    backhaul = 8e6 / BACKHAUL_BPS + BACKHAUL_LATENCY_S
+    assert compute[0]["time_s"] == pytest.approx(backhaul + 8e6 / DOWNLINK_BPS, abs=1e-9)
 
 
 def test_the_flop_count_of_a_pruned_network_is_smaller():
