@@ -721,15 +721,7 @@ class CorridorEngine:
                     self.learner.global_state = {k: v.clone() for k, v in aggregated.items()}
             self.version += 1
             row = self._row(number, opened, closed, deadline, runs, results, failures, rejected)
-            if replaying:
-                if number == self.replay and self.on_replayed is not None:
-                    self.on_replayed()
-            else:
-                if number % fl.evaluate_every == 0 or number == fl.rounds:
-                    row.update(self.learner.evaluate())
-                self.rounds.append(row)
-                if self.on_round is not None:
-                    self.on_round(row)
+            self._record_round(number, row, replaying)
             if fl.gap_s > 0:
                 yield env.timeout(fl.gap_s)
         self.finished.succeed()
@@ -776,15 +768,7 @@ class CorridorEngine:
                 row["staleness_mean"] = float(np.mean([number - 1 - r.base_version for r, _ in taken]))
                 opened[0] = env.now
                 self.log("aggregate", round=number, detail=f"{len(taken)} results, {len(failed)} failures")
-                if replaying:
-                    if number == self.replay and self.on_replayed is not None:
-                        self.on_replayed()
-                else:
-                    if number % fl.evaluate_every == 0 or number == fl.rounds:
-                        row.update(self.learner.evaluate())
-                    self.rounds.append(row)
-                    if self.on_round is not None:
-                        self.on_round(row)
+                self._record_round(number, row, replaying)
                 continue
             # keep `concurrency` cars working
             free = fl.concurrency - len(self.in_flight)
@@ -837,6 +821,20 @@ class CorridorEngine:
                  for k, v in update.state.items()}
         return ClientUpdate(client=update.client, state=state, num_samples=update.num_samples,
                             metrics=dict(update.metrics))
+
+    def _record_round(self, number: int, row: dict[str, Any], replaying: bool) -> None:
+        """After aggregation ``number``: a replayed round only tells the resume when the
+        last one closed; a live one is evaluated (every ``evaluate_every``), logged and
+        reported (``on_round``: the checkpoint)."""
+        if replaying:
+            if number == self.replay and self.on_replayed is not None:
+                self.on_replayed()
+            return
+        if number % self.fl.evaluate_every == 0 or number == self.fl.rounds:
+            row.update(self.learner.evaluate())
+        self.rounds.append(row)
+        if self.on_round is not None:
+            self.on_round(row)
 
     # ------------------------------------------------------------ per-round row
     def _row(self, number: int, opened: float, closed: float, deadline: float | None, runs: list[ClientRun],
